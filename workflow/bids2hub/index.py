@@ -1,0 +1,328 @@
+"""Index of a BIDS tree: one row per file, cached as ``{out_dir}/index/manifest.parquet``.
+
+The Snakefile is parsed by the main Snakemake process and again by every
+cluster job. The main process walks the tree with :func:`os.scandir` (stat
+only, no file is opened), compares the listing signature (paths, sizes,
+mtimes) with the cached manifest and rewrites the manifest only when a file
+was added, removed or changed. Jobs load the cached manifest without walking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .bidsname import is_valid_label, natural_key, parse_name
+from .errors import BidsError
+from .fsutil import atomic_path
+
+MANIFEST_VERSION = "1"
+_META_KEY = b"bids2hub.index"
+#: Folders at the dataset root that never hold data files for shards.
+_SKIP_ROOT_DIRS = {"sourcedata", "code", "stimuli", "phenotype"}
+_COLUMNS = (
+    "path",
+    "scope",
+    "sub",
+    "ses",
+    "datatype",
+    "suffix",
+    "extension",
+    "entities",
+    "size",
+    "mtime_ns",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file of the BIDS tree.
+
+    Attributes
+    ----------
+    path
+        Path relative to the dataset root, POSIX separators.
+    scope
+        ``raw`` or ``derivatives/<pipeline>``.
+    sub, ses
+        Subject and session labels (``ses`` empty when the dataset has none).
+    datatype
+        ``anat``, ``dwi``, ``func``... (empty for files above the datatype level).
+    suffix, extension
+        From the file name (``T1w``, ``.nii.gz``).
+    entities
+        All ``key-value`` entities of the name, as a JSON object string.
+    size, mtime_ns
+        From ``stat`` (following symlinks); ``size`` is -1 when a symlink
+        points at content that is not present (git-annex without ``get``).
+    """
+
+    path: str
+    scope: str
+    sub: str
+    ses: str
+    datatype: str
+    suffix: str
+    extension: str
+    entities: str
+    size: int
+    mtime_ns: int
+
+    def entity(self, key: str) -> str:
+        """Return the value of entity ``key`` ('' when absent)."""
+        return str(json.loads(self.entities).get(key, ""))
+
+    @property
+    def name(self) -> str:
+        """Base name of the file."""
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def is_image(self) -> bool:
+        """True for NIfTI files."""
+        return self.extension in (".nii", ".nii.gz")
+
+
+@dataclass
+class Manifest:
+    """The indexed BIDS tree and the lookups the Snakefile needs.
+
+    Attributes
+    ----------
+    root
+        Absolute path of the BIDS dataset.
+    records
+        Every indexed file, sorted by path.
+    signature
+        sha256 over (path, size, mtime_ns) of every file: changes whenever a
+        file is added, removed or modified.
+    """
+
+    root: Path
+    records: list[FileRecord]
+    signature: str
+    _by_shard: dict[tuple[str, str], list[FileRecord]] = field(default_factory=dict, repr=False)
+    _top: dict[str, FileRecord] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        by_shard: dict[tuple[str, str], list[FileRecord]] = {}
+        for rec in self.records:
+            if rec.sub:
+                by_shard.setdefault((rec.sub, rec.ses), []).append(rec)
+            elif "/" not in rec.path:
+                self._top[rec.path] = rec
+        self._by_shard = by_shard
+
+    @property
+    def has_sessions(self) -> bool:
+        """True when any raw file carries a session."""
+        return any(ses for (_sub, ses) in self.shard_keys())
+
+    def shard_keys(self) -> list[tuple[str, str]]:
+        """(subject, session) pairs that have raw imaging data, naturally sorted."""
+        keys = {(r.sub, r.ses) for r in self.records if r.scope == "raw" and r.sub and r.is_image}
+        return sorted(keys, key=lambda k: (natural_key(k[0]), natural_key(k[1])))
+
+    def subjects(self) -> list[str]:
+        """Subject labels with raw imaging data, naturally sorted."""
+        return sorted({sub for sub, _ in self.shard_keys()}, key=natural_key)
+
+    def files_for(self, sub: str, ses: str) -> list[FileRecord]:
+        """All files (raw and derivatives) of one subject/session."""
+        return self._by_shard.get((sub, ses), [])
+
+    def top_level(self, name: str) -> FileRecord | None:
+        """A file at the dataset root (``participants.tsv``), or None."""
+        return self._top.get(name)
+
+    def absolute(self, rec: FileRecord) -> Path:
+        """Absolute path of a record."""
+        return self.root / rec.path
+
+
+def shard_id(sub: str, ses: str) -> str:
+    """File stem of a shard: ``sub-X_ses-Y`` or ``sub-X`` without sessions."""
+    return f"sub-{sub}_ses-{ses}" if ses else f"sub-{sub}"
+
+
+def check_bids_root(root: Path) -> None:
+    """Raise :class:`BidsError` unless ``root`` looks like a BIDS dataset."""
+    if not root.is_dir():
+        raise BidsError(f"bids_dir '{root}' does not exist or is not a folder")
+    desc = root / "dataset_description.json"
+    if not desc.is_file():
+        raise BidsError(
+            f"bids_dir '{root}' is not a BIDS dataset: it has no dataset_description.json"
+        )
+    try:
+        json.loads(desc.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BidsError(f"{desc}: not valid JSON ({exc})") from None
+    if not any(p.name.startswith("sub-") and p.is_dir() for p in root.iterdir()):
+        raise BidsError(f"bids_dir '{root}' is not a BIDS dataset: it has no sub-<label> folders")
+
+
+def _stat(entry: os.DirEntry[str]) -> tuple[int, int]:
+    try:
+        st = entry.stat()  # follows symlinks: annex objects
+    except FileNotFoundError:
+        return -1, 0
+    return st.st_size, st.st_mtime_ns
+
+
+def _walk(top: str, rel: str, skip: set[str]) -> Iterator[tuple[str, int, int]]:
+    with os.scandir(top) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        rel_path = f"{rel}{entry.name}"
+        if entry.is_dir():
+            if entry.path in skip:
+                continue
+            yield from _walk(entry.path, rel_path + "/", skip)
+        else:
+            size, mtime = _stat(entry)
+            yield rel_path, size, mtime
+
+
+def list_tree(root: Path, exclude: list[Path] | None = None) -> list[tuple[str, int, int]]:
+    """List every relevant file of the tree: (relative path, size, mtime_ns).
+
+    Hidden entries (``.git``, ``.datalad``) and ``sourcedata``/``code`` are skipped,
+    as are the folders in ``exclude`` (an output folder inside the dataset).
+    """
+    skip = {os.path.abspath(p) for p in (exclude or [])}
+    skip |= {str(root / d) for d in _SKIP_ROOT_DIRS}
+    return list(_walk(str(root), "", skip))
+
+
+def signature_of(listing: list[tuple[str, int, int]]) -> str:
+    """sha256 over the listing; equal listings give equal signatures."""
+    h = hashlib.sha256(MANIFEST_VERSION.encode())
+    for path, size, mtime in listing:
+        h.update(f"{path}\0{size}\0{mtime}\n".encode())
+    return h.hexdigest()
+
+
+def _record(path: str, size: int, mtime: int) -> FileRecord | None:
+    parts = path.split("/")
+    scope = "raw"
+    if parts[0] == "derivatives":
+        if len(parts) < 3:
+            return None
+        scope = f"derivatives/{parts[1]}"
+        parts = parts[2:]
+    name = parts[-1]
+    parsed = parse_name(name)
+    if parsed is None:
+        if scope == "raw" and len(parts) == 1:  # top-level file (participants.tsv ...)
+            return FileRecord(path, scope, "", "", "", "", "", "{}", size, mtime)
+        return None
+    sub = parsed.get("sub")
+    ses = parsed.get("ses")
+    if not (sub and is_valid_label(sub)) or (ses and not is_valid_label(ses)):
+        return None
+    if parts[0] != f"sub-{sub}":
+        return None
+    datatype = parts[-2] if len(parts) >= 3 else ""
+    if datatype.startswith(("sub-", "ses-")):
+        datatype = ""
+    entities = json.dumps(dict(parsed.entities), separators=(",", ":"))
+    return FileRecord(
+        path, scope, sub, ses, datatype, parsed.suffix, parsed.extension, entities, size, mtime
+    )
+
+
+def build_manifest(root: Path, listing: list[tuple[str, int, int]]) -> Manifest:
+    """Parse every listed file name into a :class:`Manifest`."""
+    records = [r for r in (_record(*item) for item in listing) if r is not None]
+    records.sort(key=lambda r: r.path)
+    return Manifest(root, records, signature_of(listing))
+
+
+def write_manifest(manifest: Manifest, dest: Path) -> None:
+    """Write the manifest as parquet, atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {c: [getattr(r, c) for r in manifest.records] for c in _COLUMNS}
+    types = {"size": pa.int64(), "mtime_ns": pa.int64()}
+    table = pa.table({c: pa.array(v, type=types.get(c, pa.string())) for c, v in columns.items()})
+    meta = {
+        "version": MANIFEST_VERSION,
+        "root": str(manifest.root),
+        "signature": manifest.signature,
+    }
+    table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    with atomic_path(dest) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_manifest(src: Path) -> Manifest:
+    """Load a manifest written by :func:`write_manifest`."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(src)
+    meta = json.loads(table.schema.metadata[_META_KEY])
+    if meta.get("version") != MANIFEST_VERSION:
+        raise BidsError(f"{src}: manifest version {meta.get('version')} is not supported")
+    cols = [table.column(c).to_pylist() for c in _COLUMNS]
+    records = [FileRecord(*row) for row in zip(*cols, strict=True)]
+    return Manifest(Path(meta["root"]), records, meta["signature"])
+
+
+def _cached_signature(src: Path) -> tuple[str, str] | None:
+    import pyarrow.parquet as pq
+
+    try:
+        meta = json.loads(pq.read_schema(src).metadata[_META_KEY])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    if meta.get("version") != MANIFEST_VERSION:
+        return None
+    return meta.get("root", ""), meta.get("signature", "")
+
+
+def load_index(
+    root: Path,
+    cache: Path,
+    *,
+    refresh: bool = True,
+    exclude: list[Path] | None = None,
+) -> tuple[Manifest, bool]:
+    """Return the manifest of ``root``, reusing ``cache`` when it is still valid.
+
+    Parameters
+    ----------
+    root
+        BIDS dataset root.
+    cache
+        ``{out_dir}/index/manifest.parquet``.
+    refresh
+        True in the main Snakemake process: walk the tree and rebuild the
+        cache when anything changed. False in cluster jobs: trust the cache
+        the main process wrote (it is rebuilt when missing).
+    exclude
+        Folders inside ``root`` to leave out (the output folder).
+
+    Returns
+    -------
+    (Manifest, bool)
+        The manifest and whether the cache was (re)written.
+    """
+    root = root.resolve()
+    if not refresh and cache.is_file():
+        return read_manifest(cache), False
+    check_bids_root(root)
+    listing = list_tree(root, exclude)
+    signature = signature_of(listing)
+    if cache.is_file() and _cached_signature(cache) == (str(root), signature):
+        return read_manifest(cache), False
+    manifest = build_manifest(root, listing)
+    write_manifest(manifest, cache)
+    return manifest, True

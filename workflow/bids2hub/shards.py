@@ -1,0 +1,389 @@
+"""One parquet shard per session, NIfTI bytes embedded verbatim.
+
+The writer builds one row with pyarrow directly: each image column's files
+are read straight into one pyarrow buffer (no intermediate copies), checked
+(:func:`bids2hub.nifti.check_nifti`) and hashed, then written with options
+chosen for already-compressed payloads: no parquet compression, no
+dictionary encoding, no statistics. The schema metadata carries the
+``huggingface`` features (so :func:`datasets.load_dataset` decodes ``Nifti``)
+and ``bids2hub`` provenance (source paths, sha256, package versions). There
+is no timestamp anywhere, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .bidsname import natural_key
+from .colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
+from .errors import BidsError
+from .fsutil import atomic_path
+from .index import FileRecord, Manifest, shard_id
+from .nifti import check_nifti
+from .phenotype import convert
+
+NIFTI_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+_MAX_BINARY = (1 << 31) - 1
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "int64": pa.int64(),
+}
+
+
+@dataclass(frozen=True)
+class ShardOptions:
+    """Writer options (see ``shards`` in the config schema)."""
+
+    content_defined_chunking: bool = False
+
+
+@dataclass
+class SessionPlan:
+    """Which files go into which column for one session."""
+
+    sub: str
+    ses: str
+    images: dict[str, list[FileRecord]] = field(default_factory=dict)
+    unmapped: list[FileRecord] = field(default_factory=list)
+
+
+def _arrow_type(col: Column) -> pa.DataType:
+    if col.kind == "images":
+        return pa.list_(NIFTI_TYPE)
+    if col.kind == "image":
+        return NIFTI_TYPE
+    if col.kind == "companion":
+        return pa.list_(pa.string())
+    if col.kind == "phenotype":
+        return _ARROW_TYPES[col.dtype]
+    return pa.string()
+
+
+def _feature(col: Column) -> dict[str, Any]:
+    if col.kind == "images":
+        return {"feature": {"_type": "Nifti"}, "_type": "List"}
+    if col.kind == "image":
+        return {"_type": "Nifti"}
+    if col.kind == "companion":
+        return {"feature": {"dtype": "string", "_type": "Value"}, "_type": "List"}
+    dtype = col.dtype if col.kind == "phenotype" else "string"
+    return {"dtype": dtype, "_type": "Value"}
+
+
+def _sidecar_type(col: Column) -> tuple[pa.DataType, dict[str, Any]]:
+    if col.kind == "images":
+        return pa.list_(pa.string()), {
+            "feature": {"dtype": "string", "_type": "Value"},
+            "_type": "List",
+        }
+    return pa.string(), {"dtype": "string", "_type": "Value"}
+
+
+def shard_schema(cmap: ColumnMap) -> tuple[pa.Schema, dict[str, Any]]:
+    """Arrow schema and ``datasets`` features dict of a shard (without metadata)."""
+    fields: list[pa.Field] = []
+    features: dict[str, Any] = {}
+    for col in cmap.columns:
+        fields.append(pa.field(col.name, _arrow_type(col)))
+        features[col.name] = _feature(col)
+    if cmap.sidecars:
+        for col in cmap.image_columns():
+            typ, feat = _sidecar_type(col)
+            fields.append(pa.field(sidecar_name(col), typ))
+            features[sidecar_name(col)] = feat
+    return pa.schema(fields), features
+
+
+def plan_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> SessionPlan:
+    """Assign the session's NIfTI files to image columns.
+
+    Raises
+    ------
+    BidsError
+        A single-image column matches several files, or images match no
+        column while the map says ``unmapped_images: error``.
+    """
+    plan = SessionPlan(sub, ses)
+    records = [r for r in manifest.files_for(sub, ses) if r.is_image]
+    claimed: set[str] = set()
+    for col in cmap.image_columns():
+        chosen = sorted((r for r in records if col.matches(r)), key=lambda r: natural_key(r.name))
+        if col.kind == "image" and len(chosen) > 1:
+            names = ", ".join(r.path for r in chosen)
+            raise BidsError(f"column '{col.name}' takes one image per session but found: {names}")
+        plan.images[col.name] = chosen
+        claimed.update(r.path for r in chosen)
+    plan.unmapped = [r for r in records if r.path not in claimed and r.scope == "raw"]
+    if plan.unmapped and cmap.unmapped_images == "error":
+        names = ", ".join(r.path for r in plan.unmapped[:5])
+        raise BidsError(
+            f"{shard_id(sub, ses)}: {len(plan.unmapped)} image(s) match no column of dataset map "
+            f"'{cmap.name}' (set unmapped_images: warn to drop them): {names}"
+        )
+    return plan
+
+
+def _companion_path(root: Path, rec: FileRecord, extension: str) -> Path:
+    stem = rec.path[: -len(rec.extension)]
+    return root / f"{stem}{extension}"
+
+
+class _Sources:
+    """Provenance of every file read into the shard."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, column: str, rel: str, data: memoryview | bytes) -> None:
+        self.items.append(
+            {
+                "column": column,
+                "path": rel,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+
+
+def _read_text(path: Path, rel: str, column: str, sources: _Sources) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BidsError(f"{rel}: missing (needed for column '{column}')") from None
+    except OSError as exc:
+        raise BidsError(f"{rel}: cannot read ({exc})") from None
+    sources.add(column, rel, data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BidsError(f"{rel}: not UTF-8 text") from None
+
+
+def _read_into(path: Path, rel: str, view: memoryview, expected: int) -> None:
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            got = 0
+            while got < expected:
+                n = fh.readinto(view[got:expected])
+                if not n:
+                    break
+                got += n
+            if got != expected or fh.read(1):
+                raise BidsError(f"{rel}: file changed size while it was being read")
+    except FileNotFoundError:
+        raise BidsError(
+            f"{rel}: file content is missing (a broken symlink? for datalad/git-annex "
+            "datasets run 'datalad get' first)"
+        ) from None
+    except OSError as exc:
+        raise BidsError(f"{rel}: cannot read ({exc})") from None
+
+
+def _nifti_array(
+    root: Path, col: Column, recs: list[FileRecord], sources: _Sources
+) -> tuple[pa.StructArray, list[str]]:
+    """Read ``recs`` into one struct<bytes, path> array without extra copies."""
+    sizes: list[int] = []
+    for rec in recs:
+        try:
+            sizes.append(os.stat(root / rec.path).st_size)
+        except FileNotFoundError:
+            raise BidsError(
+                f"{rec.path}: file content is missing (a broken symlink? for datalad/git-annex "
+                "datasets run 'datalad get' first)"
+            ) from None
+    total = sum(sizes)
+    if total > _MAX_BINARY:
+        raise BidsError(
+            f"{shard_id(recs[0].sub, recs[0].ses)}: column '{col.name}' holds {total} bytes, "
+            "more than one parquet binary array can (2 GiB)"
+        )
+    data = pa.allocate_buffer(total, resizable=False)
+    view = memoryview(data).cast("B")
+    offsets = [0]
+    for rec, size in zip(recs, sizes, strict=True):
+        start = offsets[-1]
+        chunk = view[start : start + size]
+        _read_into(root / rec.path, rec.path, chunk, size)
+        check_nifti(chunk, rec.path)
+        sources.add(col.name, rec.path, chunk)
+        offsets.append(start + size)
+    offs = pa.array(offsets, type=pa.int32()).buffers()[1]
+    binary = pa.Array.from_buffers(pa.binary(), len(recs), [None, offs, data])
+    names = [rec.name for rec in recs]
+    struct = pa.StructArray.from_arrays(
+        [binary, pa.array(names, pa.string())], fields=list(NIFTI_TYPE)
+    )
+    return struct, names
+
+
+def _sidecar_text(root: Path, rec: FileRecord, col: Column, sources: _Sources) -> str | None:
+    path = _companion_path(root, rec, ".json")
+    if not path.is_file():
+        return None
+    rel = f"{rec.path[: -len(rec.extension)]}.json"
+    text = _read_text(path, rel, sidecar_name(col), sources)
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise BidsError(f"{rel}: not valid JSON ({exc})") from None
+    return text
+
+
+def build_row(
+    manifest: Manifest,
+    cmap: ColumnMap,
+    sub: str,
+    ses: str,
+    participants: dict[str, dict[str, str]],
+) -> tuple[pa.Table, list[dict[str, Any]], SessionPlan]:
+    """Read one session into a one-row table (schema without metadata)."""
+    plan = plan_session(manifest, cmap, sub, ses)
+    root = manifest.root
+    schema, _features = shard_schema(cmap)
+    sources = _Sources()
+    arrays: dict[str, pa.Array] = {}
+    pheno = participants.get(sub, {})
+    for col in cmap.columns:
+        typ = schema.field(col.name).type
+        if col.kind == "subject":
+            arrays[col.name] = pa.array([f"sub-{sub}"], typ)
+        elif col.kind == "session":
+            arrays[col.name] = pa.array([f"ses-{ses}" if ses else None], typ)
+        elif col.kind in IMAGE_KINDS:
+            recs = plan.images[col.name]
+            if not recs:
+                arrays[col.name] = pa.array([[] if col.kind == "images" else None], typ)
+                continue
+            struct, _ = _nifti_array(root, col, recs, sources)
+            if col.kind == "images":
+                offsets = pa.array([0, len(recs)], pa.int32())
+                arrays[col.name] = pa.ListArray.from_arrays(offsets, struct, type=typ)
+            else:
+                arrays[col.name] = struct
+        elif col.kind == "companion":
+            texts = [
+                _read_text(
+                    _companion_path(root, r, col.extension),
+                    f"{r.path[: -len(r.extension)]}{col.extension}",
+                    col.name,
+                    sources,
+                ).strip()
+                for r in plan.images[col.of]
+            ]
+            arrays[col.name] = pa.array([texts], typ)
+        elif col.kind == "entity":
+            recs = plan.images[col.of]
+            value = recs[0].entity(col.entity) if recs else ""
+            arrays[col.name] = pa.array([col.mapping.get(value, value) or None], typ)
+        elif col.kind == "phenotype":
+            where = f"participants.tsv (sub-{sub}, {col.source})"
+            arrays[col.name] = pa.array([convert(pheno.get(col.source), col.dtype, where)], typ)
+    if cmap.sidecars:
+        for col in cmap.image_columns():
+            name = sidecar_name(col)
+            texts = [_sidecar_text(root, r, col, sources) for r in plan.images[col.name]]
+            value: Any = texts if col.kind == "images" else (texts[0] if texts else None)
+            arrays[name] = pa.array([value], schema.field(name).type)
+    table = pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
+    return table, sources.items, plan
+
+
+def package_versions() -> dict[str, str]:
+    """Versions recorded in every shard's provenance."""
+    import nibabel
+
+    return {
+        "bids2hub": __version__,
+        "pyarrow": pa.__version__,
+        "nibabel": nibabel.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def write_shard(
+    manifest: Manifest,
+    cmap: ColumnMap,
+    sub: str,
+    ses: str,
+    participants: dict[str, dict[str, str]],
+    dest: Path,
+    options: ShardOptions | None = None,
+    extra_sources: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Write the shard of one session to ``dest`` atomically.
+
+    Parameters
+    ----------
+    manifest
+        Index of the dataset.
+    cmap
+        Column map (dataset map or generic).
+    sub, ses
+        Labels (``ses`` empty for datasets without sessions).
+    participants
+        Output of :func:`bids2hub.phenotype.read_participants`.
+    dest
+        Output ``.parquet`` path; replaced only when writing succeeded.
+    options
+        Writer options.
+    extra_sources
+        Provenance entries for inputs read elsewhere (participants.tsv).
+
+    Returns
+    -------
+    dict
+        The provenance stored in the shard metadata.
+    """
+    options = options or ShardOptions()
+    table, sources, _plan = build_row(manifest, cmap, sub, ses, participants)
+    _schema, features = shard_schema(cmap)
+    provenance = {
+        "dataset": cmap.name,
+        "shard": shard_id(sub, ses),
+        "sources": sorted(sources + (extra_sources or []), key=lambda s: (s["path"], s["column"])),
+        "versions": package_versions(),
+        "writer": {"content_defined_chunking": options.content_defined_chunking},
+    }
+    metadata = {
+        b"huggingface": json.dumps({"info": {"features": features}}, sort_keys=True).encode(),
+        b"bids2hub": json.dumps(provenance, sort_keys=True).encode(),
+    }
+    table = table.replace_schema_metadata(metadata)
+    with atomic_path(dest) as tmp:
+        writer = pq.ParquetWriter(
+            tmp,
+            table.schema,
+            compression="none",
+            use_dictionary=False,
+            write_statistics=False,
+            write_page_index=False,
+            store_schema=True,
+            use_content_defined_chunking=options.content_defined_chunking,
+        )
+        try:
+            writer.write_table(table)
+        finally:
+            writer.close()
+    return provenance
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
