@@ -211,7 +211,7 @@ def generic_map(manifest: Manifest, participants_fields: list[tuple[str, str]]) 
             for r in manifest.records
             if r.sub and r.is_image
         },
-        key=lambda k: tuple(natural_key(x) for x in k),
+        key=lambda k: (k[0] != "raw", *(natural_key(x) for x in k)),
     )
     base_names = [_slug("_".join(x for x in (k[2], k[3]) if x)) for k in keys]
     columns = [Column("subject_id", "subject"), Column("session_id", "session")]

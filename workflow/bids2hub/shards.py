@@ -106,6 +106,15 @@ def shard_schema(cmap: ColumnMap) -> tuple[pa.Schema, dict[str, Any]]:
     return pa.schema(fields), features
 
 
+def run_order(rec: FileRecord) -> tuple[object, ...]:
+    """Order of the runs in a list cell: by ``run`` number, then by name, naturally.
+
+    ARC numbers runs by acquisition across acq-/dir- variants, so this is
+    scan order (``dir-AP_run-9`` before ``dir-PA_run-11`` before ``dir-AP_run-12``).
+    """
+    return (natural_key(rec.entity("run")), natural_key(rec.name))
+
+
 def plan_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> SessionPlan:
     """Assign the session's NIfTI files to image columns.
 
@@ -119,7 +128,7 @@ def plan_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> Ses
     records = [r for r in manifest.files_for(sub, ses) if r.is_image]
     claimed: set[str] = set()
     for col in cmap.image_columns():
-        chosen = sorted((r for r in records if col.matches(r)), key=lambda r: natural_key(r.name))
+        chosen = sorted((r for r in records if col.matches(r)), key=run_order)
         if col.kind == "image" and len(chosen) > 1:
             names = ", ".join(r.path for r in chosen)
             raise BidsError(f"column '{col.name}' takes one image per session but found: {names}")

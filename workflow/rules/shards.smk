@@ -25,6 +25,6 @@ rule write_shard:
         ),
     shell:
         "python -m bids2hub write-shard --manifest {params.manifest:q}"
-        " --dataset-map {params.dataset_map:q} --subject {wildcards.sub}"
-        " --session {params.session:q} --output {output.shard:q} {params.cdc}"
+        " --dataset-map={params.dataset_map:q} --subject {wildcards.sub}"
+        " --session={params.session:q} --output {output.shard:q} {params.cdc}"
         " > {log:q} 2>&1"

@@ -1,0 +1,76 @@
+"""Shared fixtures: real BIDS trees on disk and a real Snakemake runner."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+BIN = Path(sys.executable).parent
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses: this interpreter's bin folder first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the real Snakemake CLI on our workflow with ``workdir`` as its working folder."""
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
+        "--cores", "2", *args,
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=tool_env(), timeout=timeout, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def write_nifti(path: Path, shape: tuple[int, ...] = (4, 4, 3), seed: int = 0) -> Path:
+    """Write a small valid NIfTI (``.nii`` or ``.nii.gz``) with deterministic content."""
+    rng = np.random.default_rng(seed)
+    img = nib.Nifti1Image(rng.integers(0, 1000, shape).astype(np.int16), np.eye(4))
+    data = img.to_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def arc_subjects() -> list[str]:
+    """ARC subjects used by the workflow tests: multi-run T1w (M2112), two T2w in one session (M2105),
+    DWI + sbref (M2215), no DWI nor mask (M2039); 7 sessions in all."""
+    return ["M2039", "M2105", "M2112", "M2215"]
+
+
+@pytest.fixture(scope="session")
+def arc_tree_ro(tmp_path_factory: pytest.TempPathFactory, arc_subjects: list[str]) -> Path:
+    """An ARC-shaped tree (real ds004884 names, tiny NIfTIs); never modified by tests."""
+    from bids2hub.synthetic import write_arc_like_tree
+
+    return write_arc_like_tree(tmp_path_factory.mktemp("arc") / "bids", arc_subjects)
+
+
+@pytest.fixture()
+def arc_tree(tmp_path: Path, arc_subjects: list[str]) -> Path:
+    """A fresh ARC-shaped tree that the test may modify."""
+    from bids2hub.synthetic import write_arc_like_tree
+
+    return write_arc_like_tree(tmp_path / "bids", arc_subjects)

@@ -1,0 +1,54 @@
+import gzip
+import struct
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from bids2hub.errors import NiftiError
+from bids2hub.nifti import check_nifti, full_decompress
+
+from tests.conftest import write_nifti
+
+
+def test_valid_files_pass(tmp_path: Path) -> None:
+    gz = write_nifti(tmp_path / "a.nii.gz", (5, 6, 7, 3))
+    raw = write_nifti(tmp_path / "a.nii", (5, 6, 7))
+    assert check_nifti(gz.read_bytes(), "a.nii.gz").shape == (5, 6, 7, 3)
+    assert check_nifti(raw.read_bytes(), "a.nii").shape == (5, 6, 7)
+
+
+def test_truncated_gzip_is_detected(tmp_path: Path) -> None:
+    data = write_nifti(tmp_path / "a.nii.gz", (20, 20, 20)).read_bytes()
+    with pytest.raises(NiftiError, match=r"a\.nii\.gz: truncated or corrupt gzip"):
+        check_nifti(data[: len(data) // 2], "a.nii.gz")
+
+
+def test_truncated_uncompressed_is_detected(tmp_path: Path) -> None:
+    data = write_nifti(tmp_path / "a.nii", (20, 20, 20)).read_bytes()
+    with pytest.raises(NiftiError, match=r"a\.nii: image data truncated"):
+        check_nifti(data[:-10], "a.nii")
+
+
+def test_garbage_header_is_detected() -> None:
+    with pytest.raises(NiftiError, match="x.nii.gz: unreadable NIfTI header"):
+        check_nifti(gzip.compress(b"\x00" * 400, mtime=0), "x.nii.gz")
+    with pytest.raises(NiftiError, match="too short"):
+        check_nifti(b"\x00" * 10, "y.nii")
+
+
+def test_non_finite_affine_is_detected() -> None:
+    img = nib.Nifti1Image(np.zeros((3, 3, 3), np.int16), np.eye(4))
+    raw = bytearray(img.to_bytes())
+    raw[280:284] = struct.pack("<f", float("nan"))  # srow_x[0]; sform_code is 2
+    with pytest.raises(NiftiError, match="non-finite"):
+        check_nifti(gzip.compress(bytes(raw), mtime=0), "n.nii.gz")
+
+
+def test_isize_mismatch_falls_back_to_full_check() -> None:
+    # A valid stream with trailing garbage-free second member: ISIZE disagrees with the
+    # header, the full decompression decides, and a complete file is accepted.
+    img = nib.Nifti1Image(np.ones((4, 4, 4), np.int16), np.eye(4))
+    data = gzip.compress(img.to_bytes(), mtime=0) + gzip.compress(b"extra", mtime=0)
+    assert check_nifti(data, "two-members.nii.gz").shape == (4, 4, 4)
+    assert len(full_decompress(data, "x")) == len(img.to_bytes()) + 5

@@ -1,0 +1,187 @@
+"""Real Snakemake runs of the shard stage, read back through ``datasets``."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import nibabel as nib
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import run_snakemake, write_nifti
+
+pytestmark = pytest.mark.workflow
+
+
+def _config(tmp: Path, bids: Path, out: Path, **extra: object) -> Path:
+    cfg = {"bids_dir": str(bids), "out_dir": str(out), **extra}
+    path = tmp / f"config-{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _shards(out: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted((out / "hub/data").glob("sub-*/*.parquet"))}
+
+
+def _mtimes(out: Path) -> dict[str, int]:
+    return {k: p.stat().st_mtime_ns for k, p in _shards(out).items()}
+
+
+def test_arc_tree_end_to_end_reruns_and_determinism(arc_tree: Path, tmp_path: Path) -> None:
+    import datasets
+
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, arc_tree, out, dataset="ds004884")
+    run_snakemake(tmp_path, "--configfile", str(cfg))
+    shards = _shards(out)
+    assert len(shards) == 7
+    assert (out / "index/manifest.parquet").is_file()
+    assert all((out / "logs/write_shard" / p.parent.name / f"{k}.log").is_file()
+               for k, p in shards.items())  # fmt: skip
+
+    ds = datasets.load_dataset(
+        "parquet", data_files=[str(p) for p in shards.values()], split="train",
+        cache_dir=str(tmp_path / "hf-cache"),
+    )  # fmt: skip
+    assert ds.num_rows == 7
+    assert isinstance(ds.features["t1w"], datasets.List)
+    assert isinstance(ds.features["lesion"], datasets.Nifti)
+    row = next(r for r in ds if r["subject_id"] == "sub-M2112" and len(r["dwi"]) > 1)
+    src_dir = arc_tree / "sub-M2112" / row["session_id"] / "dwi"
+    for img, bvals in zip(row["dwi"], row["dwi_bvals"], strict=True):
+        name = Path(img.get_filename() or "").name or None
+        assert img.shape[3] == len(bvals.split())
+        assert name is None or (src_dir / name).exists()
+    lesion_row = next(r for r in ds if r["lesion"] is not None)
+    ref = next(
+        arc_tree.glob(f"derivatives/lesion_masks/{lesion_row['subject_id']}/*/anat/*.nii.gz")
+    )
+    assert lesion_row["lesion"].shape == nib.load(ref).shape
+
+    # Nothing changed: Snakemake has nothing to do and no shard is rewritten.
+    before = _mtimes(out)
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert _mtimes(out) == before
+
+    # Same inputs into another folder: byte-identical shards.
+    out2 = tmp_path / "out2"
+    run_snakemake(
+        tmp_path, "--configfile", str(_config(tmp_path, arc_tree, out2, dataset="ds004884"))
+    )
+    assert {k: p.read_bytes() for k, p in _shards(out).items()} == {
+        k: p.read_bytes() for k, p in _shards(out2).items()
+    }
+
+    # Change the bytes of one source file: only its session's shard is rebuilt.
+    target = sorted(arc_tree.glob("sub-M2215/ses-*/anat/*_T1w.nii.gz"))[0]
+    write_nifti(target, (4, 4, 3), seed=99)
+    session = target.parent.parent.name
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg))
+    after = _mtimes(out)
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {f"sub-M2215_{session}"}, proc.stderr[-3000:]
+    table = pq.read_table(_shards(out)[f"sub-M2215_{session}"])
+    cell = table.column("t1w").to_pylist()[0][0]
+    assert (
+        hashlib.sha256(cell["bytes"]).hexdigest() == hashlib.sha256(target.read_bytes()).hexdigest()
+    )
+
+
+def test_broken_files_fail_naming_the_file_and_leave_no_partial_shard(
+    arc_tree: Path, tmp_path: Path
+) -> None:
+    truncated = sorted(arc_tree.glob("sub-M2112/ses-*/dwi/*_dwi.nii.gz"))[0]
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    bad_header = sorted(arc_tree.glob("sub-M2215/ses-*/anat/*_T1w.nii.gz"))[0]
+    bad_header.write_bytes(gzip.compress(b"\x00" * 600, mtime=0))
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, arc_tree, out, dataset="ds004884")
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg), "--keep-going", check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text
+    rel_trunc = truncated.relative_to(arc_tree).as_posix()
+    rel_head = bad_header.relative_to(arc_tree).as_posix()
+    assert f"{rel_trunc}: truncated or corrupt gzip stream" in text
+    assert f"{rel_head}: unreadable NIfTI header" in text
+    failed = {
+        f"sub-M2112_{truncated.parent.parent.name}",
+        f"sub-M2215_{bad_header.parent.parent.name}",
+    }
+    shards = _shards(out)
+    assert not failed & set(shards)
+    assert len(shards) == 7 - len(failed)
+    for path in shards.values():  # the other sessions are complete and readable
+        assert pq.read_table(path).num_rows == 1
+    leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_no_sessions_uncompressed_annex_symlinks(tmp_path: Path) -> None:
+    import datasets
+    from bids2hub.synthetic import write_arc_like_tree
+
+    bids = write_arc_like_tree(
+        tmp_path / "bids", ["M2105", "M2215"], sessions=False, compress=False,
+        annex_symlinks=True,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, "--configfile", str(_config(tmp_path, bids, out)))
+    shards = _shards(out)
+    assert sorted(shards) == ["sub-M2105", "sub-M2215"]
+    ds = datasets.load_dataset(
+        "parquet", data_files=[str(p) for p in shards.values()], split="train",
+        cache_dir=str(tmp_path / "hf-cache"),
+    )  # fmt: skip
+    assert ds["session_id"] == [None, None]
+    row = ds[0]
+    src = next(bids.glob("sub-M2105/anat/*_T1w.nii"))
+    assert src.is_symlink() and ".git/annex/objects" in str(src.readlink())
+    assert row["t1w"][0].shape == nib.load(src).shape
+    raw = pq.read_table(shards["sub-M2105"]).column("t1w").to_pylist()[0][0]
+    assert raw["path"].endswith(".nii") and raw["bytes"] == src.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"segmnt": {"backend": "threshold"}}, "unknown config key 'segmnt' (did you mean 'segment'?)"),
+        ({"bids_dir": None}, "config key 'bids_dir' must be string"),
+        ({"hub": {"push": "yes"}}, "config key 'hub.push' must be boolean"),
+        ({"bids_dir": "NOT_BIDS"}, "is not a BIDS dataset: it has no dataset_description.json"),
+        ({"bids_dir": "MISSING"}, "does not exist or is not a folder"),
+        ({"subjects": ["M9999"]}, "config key 'subjects': sub-M9999 not found"),
+        ({"dataset": "ds000000"}, "dataset 'ds000000' has no map"),
+    ],
+)  # fmt: skip
+def test_config_errors_are_one_clear_line(
+    arc_tree_ro: Path, tmp_path: Path, extra: dict, message: str
+) -> None:
+    cfg: dict = {"bids_dir": str(arc_tree_ro), "out_dir": str(tmp_path / "out"), **extra}
+    if cfg["bids_dir"] == "NOT_BIDS":
+        (tmp_path / "plain").mkdir()
+        cfg["bids_dir"] = str(tmp_path / "plain")
+    elif cfg["bids_dir"] == "MISSING":
+        cfg["bids_dir"] = str(tmp_path / "missing")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path, "--configfile", str(path), "-n", check=False)
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("bids2hub: error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_bids_dir_in_configfile(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({"out_dir": str(tmp_path / "out")}))
+    proc = run_snakemake(tmp_path, "--configfile", str(path), "-n", check=False)
+    assert proc.returncode != 0
+    assert "bids2hub: error: config key 'bids_dir' is required" in proc.stderr
