@@ -31,7 +31,7 @@ def test_truncated_uncompressed_is_detected(tmp_path: Path) -> None:
 
 
 def test_garbage_header_is_detected() -> None:
-    with pytest.raises(NiftiError, match="x.nii.gz: unreadable NIfTI header"):
+    with pytest.raises(NiftiError, match=r"x\.nii\.gz: unreadable NIfTI header"):
         check_nifti(gzip.compress(b"\x00" * 400, mtime=0), "x.nii.gz")
     with pytest.raises(NiftiError, match="too short"):
         check_nifti(b"\x00" * 10, "y.nii")

@@ -151,7 +151,7 @@ def test_unmapped_image_fails_with_its_name(tmp_path: Path) -> None:
     manifest, _ = load_index(root, tmp_path / "m.parquet")
     cmap = load_map(REPO / "config/datasets/ds004884.yaml")
     dest = tmp_path / "out.parquet"
-    with pytest.raises(BidsError, match="sub-01/func/sub-01_task-stroop_bold.nii.gz"):
+    with pytest.raises(BidsError, match=r"sub-01/func/sub-01_task-stroop_bold\.nii\.gz"):
         write_shard(manifest, cmap, "01", "", {}, dest)
     assert not dest.exists()
     assert list(tmp_path.glob(".out.parquet*")) == []
