@@ -117,11 +117,6 @@ class Manifest:
                 self._top[rec.path] = rec
         self._by_shard = by_shard
 
-    @property
-    def has_sessions(self) -> bool:
-        """True when any raw file carries a session."""
-        return any(ses for (_sub, ses) in self.shard_keys())
-
     def shard_keys(self) -> list[tuple[str, str]]:
         """(subject, session) pairs that have raw imaging data, naturally sorted."""
         keys = {(r.sub, r.ses) for r in self.records if r.scope == "raw" and r.sub and r.is_image}

@@ -56,7 +56,14 @@ class WorkflowSetup:
 
     def participants_tsv(self) -> str | None:
         """participants.tsv when the dataset has one."""
-        rec = self.manifest.top_level("participants.tsv")
+        return self._top_level("participants.tsv")
+
+    def participants_json(self) -> str | None:
+        """participants.json (column types of the generic map) when present."""
+        return self._top_level("participants.json")
+
+    def _top_level(self, name: str) -> str | None:
+        rec = self.manifest.top_level(name)
         return str(self.manifest.absolute(rec)) if rec else None
 
     def column_map(self) -> ColumnMap:

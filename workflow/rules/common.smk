@@ -11,8 +11,12 @@ def shard_sources(wildcards):
     if wildcards.shard not in SETUP.shards:
         raise WorkflowError(f"{wildcards.shard} is not a session of {SETUP.bids_dir}")
     files = {"session": SETUP.session_inputs(wildcards.shard)}
-    if SETUP.participants_tsv():
-        files["participants"] = SETUP.participants_tsv()
+    for key, path in (
+        ("participants", SETUP.participants_tsv()),
+        ("participants_json", SETUP.participants_json()),
+    ):
+        if path:
+            files[key] = path
     if SETUP.map_path:
         files["dataset_map"] = str(SETUP.map_path)
     return files
