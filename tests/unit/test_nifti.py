@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from bids2hub.errors import NiftiError
-from bids2hub.nifti import check_nifti, full_decompress
+from bids2hub.nifti import check_nifti, gzip_length
 
 from tests.conftest import write_nifti
 
@@ -51,4 +51,6 @@ def test_isize_mismatch_falls_back_to_full_check() -> None:
     img = nib.Nifti1Image(np.ones((4, 4, 4), np.int16), np.eye(4))
     data = gzip.compress(img.to_bytes(), mtime=0) + gzip.compress(b"extra", mtime=0)
     assert check_nifti(data, "two-members.nii.gz").shape == (4, 4, 4)
-    assert len(full_decompress(data, "x")) == len(img.to_bytes()) + 5
+    assert gzip_length(data, "x", chunk=7) == len(img.to_bytes()) + 5
+    with pytest.raises(NiftiError, match="x: truncated or corrupt"):
+        gzip_length(data[:-12], "x", chunk=7)

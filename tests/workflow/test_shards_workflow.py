@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -51,12 +52,16 @@ def test_arc_tree_end_to_end_reruns_and_determinism(arc_tree: Path, tmp_path: Pa
     assert ds.num_rows == 7
     assert isinstance(ds.features["t1w"], datasets.List)
     assert isinstance(ds.features["lesion"], datasets.Nifti)
-    row = next(r for r in ds if r["subject_id"] == "sub-M2112" and len(r["dwi"]) > 1)
+    idx, row = next(
+        (i, r) for i, r in enumerate(ds) if r["subject_id"] == "sub-M2112" and len(r["dwi"]) > 1
+    )
+    raw = pq.read_table(shards[f"sub-M2112_{row['session_id']}"]).to_pylist()[0]
     src_dir = arc_tree / "sub-M2112" / row["session_id"] / "dwi"
-    for img, bvals in zip(row["dwi"], row["dwi_bvals"], strict=True):
-        name = Path(img.get_filename() or "").name or None
-        assert img.shape[3] == len(bvals.split())
-        assert name is None or (src_dir / name).exists()
+    for img, cell, bvals in zip(row["dwi"], raw["dwi"], row["dwi_bvals"], strict=True):
+        ref = nib.load(src_dir / cell["path"])
+        assert img.shape == ref.shape and img.shape[3] == len(bvals.split())
+        assert (img.get_fdata() == ref.get_fdata()).all()
+    assert idx >= 0
     lesion_row = next(r for r in ds if r["lesion"] is not None)
     ref = next(
         arc_tree.glob(f"derivatives/lesion_masks/{lesion_row['subject_id']}/*/anat/*.nii.gz")
@@ -91,6 +96,70 @@ def test_arc_tree_end_to_end_reruns_and_determinism(arc_tree: Path, tmp_path: Pa
     assert (
         hashlib.sha256(cell["bytes"]).hexdigest() == hashlib.sha256(target.read_bytes()).hexdigest()
     )
+
+
+def test_replaced_file_with_older_mtime_and_edited_phenotype(
+    arc_tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, arc_tree, out, dataset="ds004884")
+    run_snakemake(tmp_path, "--configfile", str(cfg))
+    before = _mtimes(out)
+    # cp -p / rsync -a style: new bytes, but an mtime older than the shard's.
+    target = sorted(arc_tree.glob("sub-M2105/ses-*/anat/*_T1w.nii.gz"))[0]
+    old = target.stat().st_mtime_ns
+    write_nifti(target, (4, 4, 3), seed=123)
+    os.utime(target, ns=(old - 10**9, old - 10**9))
+    run_snakemake(tmp_path, "--configfile", str(cfg))
+    after = _mtimes(out)
+    assert {k for k in after if after[k] != before[k]} == {f"sub-M2105_{target.parent.parent.name}"}
+    # One subject's phenotype edited: only that subject's shards are rebuilt.
+    tsv = arc_tree / "participants.tsv"
+    lines = tsv.read_text().splitlines(keepends=True)
+    i = next(n for n, ln in enumerate(lines) if ln.startswith("sub-M2112\t"))
+    cells = lines[i].rstrip("\r\n").split("\t")
+    cells[5] = "12.5"  # wab_aq
+    lines[i] = "\t".join(cells) + "\r\n"
+    tsv.write_text("".join(lines))
+    before = after
+    run_snakemake(tmp_path, "--configfile", str(cfg))
+    after = _mtimes(out)
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed and all(k.startswith("sub-M2112_") for k in changed)
+    assert len(changed) == len(list(arc_tree.glob("sub-M2112/ses-*")))
+    row = pq.read_table(_shards(out)[sorted(changed)[0]]).to_pylist()[0]
+    assert row["wab_aq"] == 12.5
+
+
+def test_generic_schema_stays_uniform_when_a_modality_appears(
+    arc_tree: Path, tmp_path: Path
+) -> None:
+    import datasets
+
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, arc_tree, out)
+    run_snakemake(tmp_path, "--configfile", str(cfg))
+    ses = sorted(arc_tree.glob("sub-M2105/ses-*"))[0]
+    write_nifti(ses / "perf" / f"sub-M2105_{ses.name}_asl.nii.gz", (4, 4, 3, 2))
+    run_snakemake(tmp_path, "--configfile", str(cfg))
+    schemas = {tuple(pq.read_schema(p).names) for p in _shards(out).values()}
+    assert len(schemas) == 1 and "asl" in next(iter(schemas))
+    ds = datasets.load_dataset(
+        "parquet", data_files=[str(p) for p in _shards(out).values()], split="train",
+        cache_dir=str(tmp_path / "hf-cache"),
+    )  # fmt: skip
+    assert sum(len(r) for r in ds["asl"]) == 1
+
+
+def test_unfetched_annex_file_is_one_clear_line(arc_tree: Path, tmp_path: Path) -> None:
+    link = next(arc_tree.glob("sub-M2105/ses-*/anat")) / "sub-M2105_ses-964_acq-x_run-9_T1w.nii.gz"
+    link.symlink_to("../../../.git/annex/objects/Xx/Yy/missing/missing")
+    cfg = _config(tmp_path, arc_tree, tmp_path / "out", dataset="ds004884")
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg), check=False)
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("bids2hub: error:")]
+    assert len(errors) == 1 and "1 file(s)" in errors[0] and link.name in errors[0]
+    assert "datalad get" in errors[0] and "Traceback" not in proc.stderr
 
 
 def test_broken_files_fail_naming_the_file_and_leave_no_partial_shard(
@@ -159,6 +228,7 @@ def test_no_sessions_uncompressed_annex_symlinks(tmp_path: Path) -> None:
         ({"bids_dir": "MISSING"}, "does not exist or is not a folder"),
         ({"subjects": ["M9999"]}, "config key 'subjects': sub-M9999 not found"),
         ({"dataset": "ds000000"}, "dataset 'ds000000' has no map"),
+        ({"out_dir": "/proc/no/such/place"}, "out_dir '/proc/no/such/place' cannot be created"),
     ],
 )  # fmt: skip
 def test_config_errors_are_one_clear_line(

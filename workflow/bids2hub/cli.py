@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,44 +32,28 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_write_shard(args: argparse.Namespace) -> int:
-    from .colmap import generic_map, load_map
+    from .colmap import ColumnMap
     from .index import read_manifest, shard_id
-    from .phenotype import participants_fields, read_participants
+    from .phenotype import read_participants
     from .shards import ShardOptions, write_shard
 
     manifest = read_manifest(Path(args.manifest))
+    cmap = ColumnMap.from_json(Path(args.columns).read_text(encoding="utf-8"))
     rec = manifest.top_level("participants.tsv")
-    tsv = manifest.absolute(rec) if rec else None
-    if args.dataset_map:
-        cmap = load_map(Path(args.dataset_map))
-    else:
-        cmap = generic_map(manifest, participants_fields(tsv))
-    extra = []
-    if tsv is not None:
-        from .shards import file_sha256
-
-        extra.append(
-            {
-                "column": "*phenotype*",
-                "path": "participants.tsv",
-                "size": tsv.stat().st_size,
-                "sha256": file_sha256(tsv),
-            }
-        )
+    people = read_participants(manifest.absolute(rec) if rec else None)
     prov = write_shard(
         manifest,
         cmap,
         args.subject,
-        args.session or "",
-        read_participants(tsv),
+        args.session,
+        people,
         Path(args.output),
         ShardOptions(content_defined_chunking=args.content_defined_chunking),
-        extra_sources=extra,
     )
     nbytes = sum(s["size"] for s in prov["sources"])
     log.info(
         "%s: %d source files, %d bytes -> %s",
-        shard_id(args.subject, args.session or ""),
+        shard_id(args.subject, args.session),
         len(prov["sources"]),
         nbytes,
         args.output,
@@ -96,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("write-shard", help="write the parquet shard of one session")
     p.add_argument("--manifest", required=True, help="index written by the workflow")
-    p.add_argument("--dataset-map", default="", help="dataset map YAML (empty: generic map)")
+    p.add_argument("--columns", required=True, help="resolved column map (index/columns.json)")
     p.add_argument("--subject", required=True, help="subject label without 'sub-'")
     p.add_argument("--session", default="", help="session label without 'ses-' (empty: none)")
     p.add_argument("--output", required=True)
@@ -111,8 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    # SLURM sends SIGTERM before SIGKILL at a time limit or scancel: unwind so
+    # that temporary files are removed and no partial output remains.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bids2hub`` console script."""
+    signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:

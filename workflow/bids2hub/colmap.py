@@ -7,6 +7,7 @@ the indexed data: one list column per datatype/suffix(/task).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ IMAGE_KINDS = ("images", "image")
 _KINDS = ("subject", "session", "images", "image", "companion", "entity", "phenotype")
 _DTYPES = ("string", "float32", "float64", "int64")
 _SELECT_FIXED = ("scope", "datatype", "suffix")
+_MAP_KEYS = {"name", "pretty_name", "extends", "sidecars", "unmapped_images", "columns", "expected"}
+#: Values of the ``dataset`` config key that mean "derive a generic map".
+GENERIC = ("", "null", "none", "generic")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,21 @@ class ColumnMap:
                 return c
         raise KeyError(name)
 
+    def scopes(self) -> set[str]:
+        """Scopes (``raw``, ``derivatives/<name>``) that the image columns read from."""
+        return {c.select.get("scope", "raw") for c in self.image_columns()}
+
+    def to_json(self) -> str:
+        """Deterministic JSON of the resolved map (what every shard job reads)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ColumnMap:
+        """Inverse of :meth:`to_json`."""
+        raw = json.loads(text)
+        raw["columns"] = tuple(Column(**c) for c in raw["columns"])
+        return cls(**raw)
+
     def output_names(self) -> list[str]:
         """Every column of a shard, in order: mapped columns, then sidecars."""
         names = [c.name for c in self.columns]
@@ -163,6 +182,11 @@ def load_map(path: Path) -> ColumnMap:
         raise ConfigError(f"{path}: cannot read dataset map ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a dataset map must be a mapping")
+    unknown = sorted(set(raw) - _MAP_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {unknown}; known: {', '.join(sorted(_MAP_KEYS))}"
+        )
     base: ColumnMap | None = None
     if raw.get("extends"):
         base = load_map(Path(path).with_name(f"{raw['extends']}.yaml"))
@@ -238,7 +262,7 @@ def resolve_map_path(dataset: str | None, config_dir: Path) -> Path | None:
     ``dataset`` is either a name (``ds004884`` -> ``config/datasets/ds004884.yaml``)
     or a path to a YAML file.
     """
-    if not dataset:
+    if dataset is None or dataset.strip().lower() in GENERIC:
         return None
     candidate = Path(dataset)
     if candidate.suffix in (".yaml", ".yml"):

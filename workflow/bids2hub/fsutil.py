@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}")
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -27,3 +28,20 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def write_if_changed(dest: Path, text: str) -> bool:
+    """Write ``text`` to ``dest`` atomically unless it already holds exactly that.
+
+    Keeping the mtime of an unchanged file keeps Snakemake from rerunning the
+    jobs that read it. Returns True when the file was (re)written.
+    """
+    dest = Path(dest)
+    try:
+        if dest.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return True

@@ -10,7 +10,6 @@ but unusual file (trailing bytes, multi-member gzip) is never rejected.
 
 from __future__ import annotations
 
-import gzip
 import math
 import struct
 import zlib
@@ -131,10 +130,10 @@ def check_nifti(data: memoryview | bytes, name: str) -> NiftiInfo:
             raise NiftiError(f"{name}: truncated gzip stream")
         isize = struct.unpack("<I", bytes(data[-4:]))[0]
         if isize != info.expected_bytes % (1 << 32):
-            full = full_decompress(data, name)
-            if len(full) < info.expected_bytes:
+            length = gzip_length(data, name)
+            if length < info.expected_bytes:
                 raise NiftiError(
-                    f"{name}: image data truncated ({len(full)} of {info.expected_bytes} bytes)"
+                    f"{name}: image data truncated ({length} of {info.expected_bytes} bytes)"
                 )
     elif len(data) < info.expected_bytes:
         raise NiftiError(
@@ -143,9 +142,36 @@ def check_nifti(data: memoryview | bytes, name: str) -> NiftiInfo:
     return info
 
 
-def full_decompress(data: memoryview | bytes, name: str) -> bytes:
-    """Decompress a whole gzip stream, verifying CRC and length."""
+def gzip_length(data: memoryview | bytes, name: str, chunk: int = 1 << 22) -> int:
+    """Decompress a whole (possibly multi-member) gzip stream, verifying every CRC.
+
+    Streams in ``chunk``-sized pieces, so memory stays bounded whatever the
+    image size. Returns the total decompressed length.
+
+    Raises
+    ------
+    NiftiError
+        The stream is truncated or corrupt (names ``name``).
+    """
+    view = memoryview(data).cast("B")
+    total = 0
+    pos = 0
     try:
-        return gzip.decompress(bytes(data))
-    except (OSError, EOFError, zlib.error) as exc:
+        while pos < len(view):
+            dec = zlib.decompressobj(wbits=31)  # gzip: checks CRC32 and ISIZE per member
+            while not dec.eof:
+                if pos >= len(view):
+                    raise NiftiError(f"{name}: truncated or corrupt gzip stream (unexpected end)")
+                piece = view[pos : pos + chunk]
+                pos += len(piece)
+                while piece:
+                    total += len(dec.decompress(piece, chunk))
+                    piece = dec.unconsumed_tail
+                    if dec.eof:
+                        break
+            pos -= len(dec.unused_data)
+            if bytes(view[pos : pos + 2]) != _GZIP_MAGIC:
+                break  # trailing bytes after the last member, as gzip(1) tolerates
+    except zlib.error as exc:
         raise NiftiError(f"{name}: truncated or corrupt gzip stream ({exc})") from None
+    return total

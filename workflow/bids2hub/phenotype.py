@@ -20,7 +20,7 @@ def read_participants(path: Path | None) -> dict[str, dict[str, str]]:
     if path is None or not path.is_file():
         return {}
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise BidsError(f"{path}: cannot read participants table ({exc})") from None
@@ -41,13 +41,13 @@ def participants_fields(tsv: Path | None) -> list[tuple[str, str]]:
     """
     if tsv is None or not tsv.is_file():
         return []
-    with open(tsv, encoding="utf-8", newline="") as fh:
+    with open(tsv, encoding="utf-8-sig", newline="") as fh:
         header = next(csv.reader(fh, delimiter="\t"), [])
     sidecar = tsv.with_suffix(".json")
     described: dict[str, dict] = {}
     if sidecar.is_file():
         try:
-            described = json.loads(sidecar.read_text(encoding="utf-8"))
+            described = json.loads(sidecar.read_text(encoding="utf-8-sig"))
         except ValueError as exc:
             raise BidsError(f"{sidecar}: not valid JSON ({exc})") from None
     return [

@@ -7,6 +7,8 @@ every cluster job re-parses the Snakefile.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +16,10 @@ from typing import Any
 
 from .colmap import ColumnMap, generic_map, load_map, resolve_map_path
 from .config import validate_config
-from .errors import ConfigError
+from .errors import BidsError, ConfigError
+from .fsutil import write_if_changed
 from .index import Manifest, load_index, shard_id
-from .phenotype import participants_fields
+from .phenotype import participants_fields, read_participants
 
 
 @dataclass
@@ -29,6 +32,8 @@ class WorkflowSetup:
     map_path: Path | None
     shards: dict[str, tuple[str, str]]  # shard id -> (sub, ses)
     index_rebuilt: bool
+    cmap: ColumnMap
+    participants: dict[str, dict[str, str]]
 
     @property
     def bids_dir(self) -> Path:
@@ -49,29 +54,47 @@ class WorkflowSetup:
         """Every shard of the run, in subject/session order."""
         return [self.shard_path(s) for s in self.shards]
 
-    def session_inputs(self, shard: str) -> list[str]:
-        """Source files of one shard: every file of its session (images, sidecars, gradients)."""
+    @property
+    def columns_path(self) -> Path:
+        """The resolved column map every shard job reads (rewritten only on change)."""
+        return self.out_dir / "index" / "columns.json"
+
+    def _session_records(self, shard: str) -> list:
         sub, ses = self.shards[shard]
-        return [str(self.manifest.absolute(r)) for r in self.manifest.files_for(sub, ses)]
+        scopes = self.cmap.scopes() | {"raw"}
+        return [r for r in self.manifest.files_for(sub, ses) if r.scope in scopes]
+
+    def session_inputs(self, shard: str) -> list[str]:
+        """Source files of one shard: its session's files in the scopes the map reads."""
+        return [str(self.manifest.absolute(r)) for r in self._session_records(shard)]
+
+    def session_fingerprint(self, shard: str) -> str:
+        """sha256 over (path, size, mtime) of the session's files.
+
+        A rule parameter, so that Snakemake reruns the shard when a file is
+        replaced by one with an *older* mtime (``cp -p``, ``rsync -a``), which
+        the mtime comparison of inputs alone misses.
+        """
+        h = hashlib.sha256()
+        for r in self._session_records(shard):
+            h.update(f"{r.path}\0{r.size}\0{r.mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def participant_row(self, shard: str) -> str:
+        """The subject's participants.tsv row as canonical JSON (a rule parameter).
+
+        Editing one subject's phenotype reruns only that subject's shards.
+        """
+        sub, _ses = self.shards[shard]
+        return json.dumps(self.participants.get(sub, {}), sort_keys=True)
 
     def participants_tsv(self) -> str | None:
         """participants.tsv when the dataset has one."""
         return self._top_level("participants.tsv")
 
-    def participants_json(self) -> str | None:
-        """participants.json (column types of the generic map) when present."""
-        return self._top_level("participants.json")
-
     def _top_level(self, name: str) -> str | None:
         rec = self.manifest.top_level(name)
         return str(self.manifest.absolute(rec)) if rec else None
-
-    def column_map(self) -> ColumnMap:
-        """The dataset map, or the generic map derived from the whole dataset."""
-        if self.map_path is not None:
-            return load_map(self.map_path)
-        tsv = self.participants_tsv()
-        return generic_map(self.manifest, participants_fields(Path(tsv) if tsv else None))
 
     def label_pattern(self) -> str:
         """Wildcard constraint for subject labels: exactly the indexed ones."""
@@ -103,6 +126,10 @@ def prepare(
     """
     config = validate_config(raw_config)
     out_dir = Path(config["out_dir"]).resolve()
+    try:
+        (out_dir / "index").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"out_dir '{out_dir}' cannot be created ({exc.strerror})") from None
     bids_dir = Path(config["bids_dir"]).expanduser()
     map_path = resolve_map_path(config.get("dataset"), config_dir)
     manifest, rebuilt = load_index(
@@ -111,6 +138,13 @@ def prepare(
         refresh=refresh_index,
         exclude=[out_dir],
     )
+    missing = [r.path for r in manifest.records if r.size < 0]
+    if missing:
+        raise BidsError(
+            f"{len(missing)} file(s) of {manifest.root} have no content (git-annex/datalad "
+            f"symlinks not fetched), e.g. {', '.join(missing[:3])}: run 'datalad get' on them "
+            "or limit the run with 'subjects'"
+        )
     keys = manifest.shard_keys()
     wanted = config.get("subjects")
     if wanted:
@@ -123,4 +157,17 @@ def prepare(
             )
         keys = [k for k in keys if k[0] in set(wanted)]
     shards = {shard_id(sub, ses): (sub, ses) for sub, ses in keys}
-    return WorkflowSetup(config, out_dir, manifest, map_path, shards, rebuilt)
+    tsv_rec = manifest.top_level("participants.tsv")
+    tsv = manifest.absolute(tsv_rec) if tsv_rec else None
+    columns_path = out_dir / "index" / "columns.json"
+    if refresh_index or not columns_path.is_file():
+        cmap = (
+            load_map(map_path)
+            if map_path is not None
+            else generic_map(manifest, participants_fields(tsv))
+        )
+        write_if_changed(columns_path, cmap.to_json())
+    else:
+        cmap = ColumnMap.from_json(columns_path.read_text(encoding="utf-8"))
+    people = read_participants(tsv)
+    return WorkflowSetup(config, out_dir, manifest, map_path, shards, rebuilt, cmap, people)

@@ -322,6 +322,12 @@ def package_versions() -> dict[str, str]:
     }
 
 
+def _remove_stale_temporaries(dest: Path) -> None:
+    """Remove temporaries a killed earlier attempt (SIGKILL, OOM) left next to ``dest``."""
+    for stale in Path(dest).parent.glob(f".{Path(dest).name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
 def write_shard(
     manifest: Manifest,
     cmap: ColumnMap,
@@ -330,7 +336,6 @@ def write_shard(
     participants: dict[str, dict[str, str]],
     dest: Path,
     options: ShardOptions | None = None,
-    extra_sources: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the shard of one session to ``dest`` atomically.
 
@@ -348,8 +353,6 @@ def write_shard(
         Output ``.parquet`` path; replaced only when writing succeeded.
     options
         Writer options.
-    extra_sources
-        Provenance entries for inputs read elsewhere (participants.tsv).
 
     Returns
     -------
@@ -357,12 +360,14 @@ def write_shard(
         The provenance stored in the shard metadata.
     """
     options = options or ShardOptions()
+    _remove_stale_temporaries(dest)
     table, sources, _plan = build_row(manifest, cmap, sub, ses, participants)
     _schema, features = shard_schema(cmap)
     provenance = {
         "dataset": cmap.name,
         "shard": shard_id(sub, ses),
-        "sources": sorted(sources + (extra_sources or []), key=lambda s: (s["path"], s["column"])),
+        "participant": participants.get(sub, {}),
+        "sources": sorted(sources, key=lambda s: (s["path"], s["column"])),
         "versions": package_versions(),
         "writer": {"content_defined_chunking": options.content_defined_chunking},
     }

@@ -16,8 +16,9 @@ rule write_shard:
         mem_mb=shard_mem_mb,
     params:
         manifest=str(SETUP.manifest_path),
-        dataset_map=str(SETUP.map_path or ""),
         session=shard_session,
+        fingerprint=shard_fingerprint,
+        phenotype=shard_phenotype,
         cdc=(
             "--content-defined-chunking"
             if SETUP.config["shards"]["content_defined_chunking"]
@@ -25,6 +26,6 @@ rule write_shard:
         ),
     shell:
         "python -m bids2hub write-shard --manifest {params.manifest:q}"
-        " --dataset-map={params.dataset_map:q} --subject {wildcards.sub}"
+        " --columns {input.columns:q} --subject {wildcards.sub}"
         " --session={params.session:q} --output {output.shard:q} {params.cdc}"
         " > {log:q} 2>&1"
