@@ -9,7 +9,7 @@ from bids2hub.colmap import generic_map, load_map
 from bids2hub.errors import BidsError
 from bids2hub.index import load_index
 from bids2hub.phenotype import participants_fields, read_participants
-from bids2hub.shards import write_shard
+from bids2hub.shards import ShardOptions, write_shard
 
 from tests.conftest import REPO, write_nifti
 
@@ -177,3 +177,22 @@ def test_no_sessions_gives_null_session_id(tmp_path: Path) -> None:
     assert row["age_at_stroke"] is None and [c["path"] for c in row["t1w"]] == [
         "sub-01_run-1_T1w.nii.gz"
     ]
+
+
+def test_streaming_writer_reads_back_like_pyarrow_writer(arc_tree_ro: Path, tmp_path: Path) -> None:
+    manifest, _ = load_index(arc_tree_ro, tmp_path / "index/manifest.parquet")
+    cmap = load_map(REPO / "config/datasets/ds004884.yaml")
+    people = read_participants(manifest.root / "participants.tsv")
+    for sub, ses in manifest.shard_keys():
+        ours, ref = tmp_path / f"{sub}_{ses}.stream.parquet", tmp_path / f"{sub}_{ses}.pa.parquet"
+        p1 = write_shard(manifest, cmap, sub, ses, people, ours)
+        p2 = write_shard(manifest, cmap, sub, ses, people, ref, ShardOptions(True))
+        a, b = pq.read_table(ours), pq.read_table(ref)
+        assert a.schema.remove_metadata() == b.schema.remove_metadata()
+        assert a.to_pylist() == b.to_pylist()
+        assert p1["sources"] == p2["sources"]
+        meta = pq.ParquetFile(ours).metadata
+        assert meta.num_rows == 1 and meta.num_row_groups == 1
+        assert {c.compression for i in range(meta.num_columns)
+                for c in [meta.row_group(0).column(i)]} == {"UNCOMPRESSED"}  # fmt: skip
+        assert a.schema.metadata[b"huggingface"] == b.schema.metadata[b"huggingface"]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from .errors import NiftiError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _HEADER_BYTES = 540  # NIfTI-2 header; NIfTI-1 needs 348
+CHUNK = 1 << 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,54 +127,82 @@ def check_nifti(data: memoryview | bytes, name: str) -> NiftiInfo:
     NiftiError
         The file is truncated, not gzip, or has an unusable header.
     """
-    info = parse_header(data, name)
-    if bytes(data[:2]) == _GZIP_MAGIC:
-        if len(data) < 18:
+    view = memoryview(data).cast("B")
+    return check_nifti_parts(
+        bytes(view[: 1 << 16]), bytes(view[-4:]), len(view), name, lambda: gzip_length(view, name)
+    )
+
+
+def check_nifti_file(path: Path, name: str, first: bytes, tail: bytes, size: int) -> NiftiInfo:
+    """:func:`check_nifti` for a file streamed elsewhere: its first bytes, last 4 bytes, size.
+
+    Only when the gzip trailer disagrees with the header is the file read
+    again (in chunks).
+    """
+
+    def length() -> int:
+        with open(path, "rb") as fh:
+            return gzip_stream_length(iter(lambda: fh.read(CHUNK), b""), name)
+
+    return check_nifti_parts(first, tail, size, name, length)
+
+
+def check_nifti_parts(
+    first: bytes, tail: bytes, size: int, name: str, decompressed_length: Callable[[], int]
+) -> NiftiInfo:
+    """The checks of :func:`check_nifti` from the file's head, last 4 bytes and size."""
+    info = parse_header(first, name)
+    if first[:2] == _GZIP_MAGIC:
+        if size < 18:
             raise NiftiError(f"{name}: truncated gzip stream")
-        isize = struct.unpack("<I", bytes(data[-4:]))[0]
-        if isize != info.expected_bytes % (1 << 32):
-            length = gzip_length(data, name)
+        if struct.unpack("<I", tail)[0] != info.expected_bytes % (1 << 32):
+            length = decompressed_length()
             if length < info.expected_bytes:
                 raise NiftiError(
                     f"{name}: image data truncated ({length} of {info.expected_bytes} bytes)"
                 )
-    elif len(data) < info.expected_bytes:
-        raise NiftiError(
-            f"{name}: image data truncated ({len(data)} of {info.expected_bytes} bytes)"
-        )
+    elif size < info.expected_bytes:
+        raise NiftiError(f"{name}: image data truncated ({size} of {info.expected_bytes} bytes)")
     return info
 
 
-def gzip_length(data: memoryview | bytes, name: str, chunk: int = 1 << 22) -> int:
+def gzip_length(data: memoryview | bytes, name: str, chunk: int = CHUNK) -> int:
+    """Decompressed length of an in-memory gzip stream; see :func:`gzip_stream_length`."""
+    view = memoryview(data).cast("B")
+    return gzip_stream_length((view[i : i + chunk] for i in range(0, len(view), chunk)), name)
+
+
+def gzip_stream_length(chunks: Iterable[bytes | memoryview], name: str) -> int:
     """Decompress a whole (possibly multi-member) gzip stream, verifying every CRC.
 
-    Streams in ``chunk``-sized pieces, so memory stays bounded whatever the
-    image size. Returns the total decompressed length.
+    The stream comes in pieces and output is produced in bounded pieces, so
+    memory stays small whatever the image size. Trailing bytes after the last
+    member are tolerated, as gzip(1) does.
+
+    Returns
+    -------
+    int
+        The total decompressed length.
 
     Raises
     ------
     NiftiError
         The stream is truncated or corrupt (names ``name``).
     """
-    view = memoryview(data).cast("B")
     total = 0
-    pos = 0
+    dec = zlib.decompressobj(wbits=31)  # gzip: checks CRC32 and ISIZE per member
     try:
-        while pos < len(view):
-            dec = zlib.decompressobj(wbits=31)  # gzip: checks CRC32 and ISIZE per member
-            while not dec.eof:
-                if pos >= len(view):
-                    raise NiftiError(f"{name}: truncated or corrupt gzip stream (unexpected end)")
-                piece = view[pos : pos + chunk]
-                pos += len(piece)
-                while piece:
-                    total += len(dec.decompress(piece, chunk))
-                    piece = dec.unconsumed_tail
-                    if dec.eof:
-                        break
-            pos -= len(dec.unused_data)
-            if bytes(view[pos : pos + 2]) != _GZIP_MAGIC:
-                break  # trailing bytes after the last member, as gzip(1) tolerates
+        for block in chunks:
+            pending = bytes(block)
+            while pending:
+                if dec.eof:
+                    if pending[:2] != _GZIP_MAGIC:
+                        return total
+                    dec = zlib.decompressobj(wbits=31)
+                total += len(dec.decompress(pending, CHUNK))
+                pending = dec.unused_data if dec.eof else dec.unconsumed_tail
     except zlib.error as exc:
         raise NiftiError(f"{name}: truncated or corrupt gzip stream ({exc})") from None
+    if not dec.eof:
+        raise NiftiError(f"{name}: truncated or corrupt gzip stream (unexpected end)")
     return total

@@ -29,7 +29,8 @@ from .colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
 from .errors import BidsError
 from .fsutil import atomic_path
 from .index import FileRecord, Manifest, shard_id
-from .nifti import check_nifti
+from .nifti import check_nifti, check_nifti_file
+from .parquet_stream import MISSING_CONTENT, FileValue, write_row
 from .phenotype import convert
 
 NIFTI_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
@@ -180,62 +181,51 @@ def _read_text(path: Path, rel: str, column: str, sources: _Sources) -> str:
         raise BidsError(f"{rel}: not UTF-8 text") from None
 
 
-def _read_into(path: Path, rel: str, view: memoryview, expected: int) -> None:
+def _read_into(fv: FileValue, view: memoryview) -> None:
     try:
-        with open(path, "rb", buffering=0) as fh:
+        with open(fv.path, "rb", buffering=0) as fh:
             got = 0
-            while got < expected:
-                n = fh.readinto(view[got:expected])
+            while got < fv.size:
+                n = fh.readinto(view[got : fv.size])
                 if not n:
                     break
                 got += n
-            if got != expected or fh.read(1):
-                raise BidsError(f"{rel}: file changed size while it was being read")
+            if got != fv.size or fh.read(1):
+                raise BidsError(f"{fv.rel}: file changed size while it was being read")
     except FileNotFoundError:
-        raise BidsError(
-            f"{rel}: file content is missing (a broken symlink? for datalad/git-annex "
-            "datasets run 'datalad get' first)"
-        ) from None
+        raise BidsError(f"{fv.rel}: {MISSING_CONTENT}") from None
     except OSError as exc:
-        raise BidsError(f"{rel}: cannot read ({exc})") from None
+        raise BidsError(f"{fv.rel}: cannot read ({exc})") from None
 
 
-def _nifti_array(
-    root: Path, col: Column, recs: list[FileRecord], sources: _Sources
-) -> tuple[pa.StructArray, list[str]]:
-    """Read ``recs`` into one struct<bytes, path> array without extra copies."""
-    sizes: list[int] = []
-    for rec in recs:
-        try:
-            sizes.append(os.stat(root / rec.path).st_size)
-        except FileNotFoundError:
-            raise BidsError(
-                f"{rec.path}: file content is missing (a broken symlink? for datalad/git-annex "
-                "datasets run 'datalad get' first)"
-            ) from None
-    total = sum(sizes)
+def _file_value(root: Path, rec: FileRecord, column: str) -> FileValue:
+    try:
+        size = os.stat(root / rec.path).st_size
+    except FileNotFoundError:
+        raise BidsError(f"{rec.path}: {MISSING_CONTENT}") from None
+    return FileValue(root / rec.path, rec.path, size, column, check_nifti_file)
+
+
+def _nifti_array(cells: list[dict[str, Any]], col: str, sources: _Sources) -> pa.StructArray:
+    """Read the files of ``cells`` into one struct<bytes, path> array without extra copies."""
+    files: list[FileValue] = [c["bytes"] for c in cells]
+    total = sum(fv.size for fv in files)
     if total > _MAX_BINARY:
-        raise BidsError(
-            f"{shard_id(recs[0].sub, recs[0].ses)}: column '{col.name}' holds {total} bytes, "
-            "more than one parquet binary array can (2 GiB)"
-        )
+        raise BidsError(f"column '{col}' holds {total} bytes, more than a binary array can (2 GiB)")
     data = pa.allocate_buffer(total, resizable=False)
     view = memoryview(data).cast("B")
     offsets = [0]
-    for rec, size in zip(recs, sizes, strict=True):
+    for fv in files:
         start = offsets[-1]
-        chunk = view[start : start + size]
-        _read_into(root / rec.path, rec.path, chunk, size)
-        check_nifti(chunk, rec.path)
-        sources.add(col.name, rec.path, chunk)
-        offsets.append(start + size)
+        chunk = view[start : start + fv.size]
+        _read_into(fv, chunk)
+        check_nifti(chunk, fv.rel)
+        sources.add(col, fv.rel, chunk)
+        offsets.append(start + fv.size)
     offs = pa.array(offsets, type=pa.int32()).buffers()[1]
-    binary = pa.Array.from_buffers(pa.binary(), len(recs), [None, offs, data])
-    names = [rec.name for rec in recs]
-    struct = pa.StructArray.from_arrays(
-        [binary, pa.array(names, pa.string())], fields=list(NIFTI_TYPE)
-    )
-    return struct, names
+    binary = pa.Array.from_buffers(pa.binary(), len(files), [None, offs, data])
+    names = pa.array([c["path"] for c in cells], pa.string())
+    return pa.StructArray.from_arrays([binary, names], fields=list(NIFTI_TYPE))
 
 
 def _sidecar_text(root: Path, rec: FileRecord, col: Column, sources: _Sources) -> str | None:
@@ -251,39 +241,36 @@ def _sidecar_text(root: Path, rec: FileRecord, col: Column, sources: _Sources) -
     return text
 
 
-def build_row(
+def session_row(
     manifest: Manifest,
     cmap: ColumnMap,
     sub: str,
     ses: str,
     participants: dict[str, dict[str, str]],
-) -> tuple[pa.Table, list[dict[str, Any]], SessionPlan]:
-    """Read one session into a one-row table (schema without metadata)."""
+    sources: _Sources,
+) -> dict[str, Any]:
+    """One session as a row of Python values; Nifti cells hold :class:`FileValue` s.
+
+    Small files (sidecars, gradients) are read here and added to ``sources``;
+    the images are read by the writer.
+    """
     plan = plan_session(manifest, cmap, sub, ses)
     root = manifest.root
-    schema, _features = shard_schema(cmap)
-    sources = _Sources()
-    arrays: dict[str, pa.Array] = {}
+    row: dict[str, Any] = {}
     pheno = participants.get(sub, {})
     for col in cmap.columns:
-        typ = schema.field(col.name).type
         if col.kind == "subject":
-            arrays[col.name] = pa.array([f"sub-{sub}"], typ)
+            row[col.name] = f"sub-{sub}"
         elif col.kind == "session":
-            arrays[col.name] = pa.array([f"ses-{ses}" if ses else None], typ)
+            row[col.name] = f"ses-{ses}" if ses else None
         elif col.kind in IMAGE_KINDS:
-            recs = plan.images[col.name]
-            if not recs:
-                arrays[col.name] = pa.array([[] if col.kind == "images" else None], typ)
-                continue
-            struct, _ = _nifti_array(root, col, recs, sources)
-            if col.kind == "images":
-                offsets = pa.array([0, len(recs)], pa.int32())
-                arrays[col.name] = pa.ListArray.from_arrays(offsets, struct, type=typ)
-            else:
-                arrays[col.name] = struct
+            cells = [
+                {"bytes": _file_value(root, r, col.name), "path": r.name}
+                for r in plan.images[col.name]
+            ]
+            row[col.name] = cells if col.kind == "images" else (cells[0] if cells else None)
         elif col.kind == "companion":
-            texts = [
+            row[col.name] = [
                 _read_text(
                     _companion_path(root, r, col.extension),
                     f"{r.path[: -len(r.extension)]}{col.extension}",
@@ -292,22 +279,39 @@ def build_row(
                 ).strip()
                 for r in plan.images[col.of]
             ]
-            arrays[col.name] = pa.array([texts], typ)
         elif col.kind == "entity":
             recs = plan.images[col.of]
             value = recs[0].entity(col.entity) if recs else ""
-            arrays[col.name] = pa.array([col.mapping.get(value, value) or None], typ)
+            row[col.name] = col.mapping.get(value, value) or None
         elif col.kind == "phenotype":
             where = f"participants.tsv (sub-{sub}, {col.source})"
-            arrays[col.name] = pa.array([convert(pheno.get(col.source), col.dtype, where)], typ)
+            row[col.name] = convert(pheno.get(col.source), col.dtype, where)
     if cmap.sidecars:
         for col in cmap.image_columns():
-            name = sidecar_name(col)
             texts = [_sidecar_text(root, r, col, sources) for r in plan.images[col.name]]
-            value: Any = texts if col.kind == "images" else (texts[0] if texts else None)
-            arrays[name] = pa.array([value], schema.field(name).type)
-    table = pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
-    return table, sources.items, plan
+            row[sidecar_name(col)] = (
+                texts if col.kind == "images" else (texts[0] if texts else None)
+            )
+    return row
+
+
+def build_table(row: dict[str, Any], cmap: ColumnMap, sources: _Sources) -> pa.Table:
+    """Materialise ``row`` as a one-row Arrow table, reading the images into memory."""
+    schema, _features = shard_schema(cmap)
+    images = {c.name: c.kind for c in cmap.image_columns()}
+    arrays: list[pa.Array] = []
+    for f in schema:
+        value = row[f.name]
+        kind = images.get(f.name)
+        if kind is None or not value:
+            arrays.append(pa.array([value], f.type))
+        elif kind == "images":
+            struct_arr = _nifti_array(value, f.name, sources)
+            offsets = pa.array([0, len(value)], pa.int32())
+            arrays.append(pa.ListArray.from_arrays(offsets, struct_arr, type=f.type))
+        else:
+            arrays.append(_nifti_array([value], f.name, sources))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def package_versions() -> dict[str, str]:
@@ -361,36 +365,51 @@ def write_shard(
     """
     options = options or ShardOptions()
     _remove_stale_temporaries(dest)
-    table, sources, _plan = build_row(manifest, cmap, sub, ses, participants)
-    _schema, features = shard_schema(cmap)
-    provenance = {
+    schema, features = shard_schema(cmap)
+    small = _Sources()
+    row = session_row(manifest, cmap, sub, ses, participants, small)
+    provenance: dict[str, Any] = {
         "dataset": cmap.name,
         "shard": shard_id(sub, ses),
         "participant": participants.get(sub, {}),
-        "sources": sorted(sources, key=lambda s: (s["path"], s["column"])),
         "versions": package_versions(),
-        "writer": {"content_defined_chunking": options.content_defined_chunking},
+        "writer": {
+            "name": "pyarrow" if options.content_defined_chunking else "bids2hub-stream",
+            "content_defined_chunking": options.content_defined_chunking,
+        },
     }
-    metadata = {
-        b"huggingface": json.dumps({"info": {"features": features}}, sort_keys=True).encode(),
-        b"bids2hub": json.dumps(provenance, sort_keys=True).encode(),
-    }
-    table = table.replace_schema_metadata(metadata)
+
+    def metadata(images: list[dict[str, Any]]) -> dict[str, str]:
+        provenance["sources"] = sorted(small.items + images, key=lambda s: (s["path"], s["column"]))
+        return {
+            "huggingface": json.dumps({"info": {"features": features}}, sort_keys=True),
+            "bids2hub": json.dumps(provenance, sort_keys=True),
+        }
+
     with atomic_path(dest) as tmp:
-        writer = pq.ParquetWriter(
-            tmp,
-            table.schema,
-            compression="none",
-            use_dictionary=False,
-            write_statistics=False,
-            write_page_index=False,
-            store_schema=True,
-            use_content_defined_chunking=options.content_defined_chunking,
-        )
-        try:
-            writer.write_table(table)
-        finally:
-            writer.close()
+        if options.content_defined_chunking:
+            # pyarrow's writer: the only one that does content-defined chunking
+            # (costs ~3x the session in memory).
+            images = _Sources()
+            table = build_table(row, cmap, images)
+            table = table.replace_schema_metadata(metadata(images.items))
+            writer = pq.ParquetWriter(
+                tmp,
+                table.schema,
+                compression="none",
+                use_dictionary=False,
+                write_statistics=False,
+                write_page_index=False,
+                store_schema=True,
+                use_content_defined_chunking=True,
+            )
+            try:
+                writer.write_table(table)
+            finally:
+                writer.close()
+        else:
+            with open(tmp, "wb") as fh:
+                write_row(fh, schema, row, metadata, f"bids2hub version {__version__}")
     return provenance
 
 
