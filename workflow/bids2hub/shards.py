@@ -411,12 +411,3 @@ def write_shard(
             with open(tmp, "wb") as fh:
                 write_row(fh, schema, row, metadata, f"bids2hub version {__version__}")
     return provenance
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
