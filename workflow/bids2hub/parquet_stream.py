@@ -17,8 +17,10 @@ and ``datasets`` exactly like pyarrow-written ones (the tests compare both).
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -306,32 +308,78 @@ def _value_size(physical: int, value: Any) -> int:
     return len(_plain_small(physical, value))
 
 
-def _copy_file(out: IO[bytes], fv: FileValue) -> dict[str, Any]:
-    """Copy ``fv`` into ``out`` in chunks, hashing and checking it; provenance entry."""
-    h = hashlib.sha256()
-    copied = 0
-    first = b""
-    tail = b""
-    try:
-        with open(fv.path, "rb", buffering=0) as src:
-            while block := src.read(CHUNK):
-                if not first:
-                    first = block[: 1 << 16]
-                h.update(block)
-                out.write(block)
-                copied += len(block)
-                tail = (tail + block)[-4:] if len(block) < 4 else block[-4:]
-                if copied > fv.size:
-                    break
-    except FileNotFoundError:
-        raise BidsError(f"{fv.rel}: {MISSING_CONTENT}") from None
-    except OSError as exc:
-        raise BidsError(f"{fv.rel}: cannot read ({exc})") from None
-    if copied != fv.size:
-        raise BidsError(f"{fv.rel}: file changed size while it was being read")
-    if fv.check is not None:
-        fv.check(fv.path, fv.rel, first, tail, copied)
-    return {"column": fv.column, "path": fv.rel, "size": copied, "sha256": h.hexdigest()}
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+class _Copier:
+    """Copies byte ranges of a source file to the output while the caller hashes them.
+
+    The kernel copies (``copy_file_range``: no trip through user space) in a
+    worker thread, concurrently with sha256 over the same bytes in the
+    caller's thread; where the kernel call is not supported it falls back to
+    writing the chunk the caller read.
+    """
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bids2hub-copy")
+        self.kernel = hasattr(os, "copy_file_range")
+
+    def _copy(self, src: int, dst: int, offset: int, chunk: memoryview) -> None:
+        if self.kernel:
+            done = 0
+            try:
+                while done < len(chunk):
+                    n = os.copy_file_range(src, dst, len(chunk) - done, offset_src=offset + done)
+                    if n == 0:
+                        raise OSError("source ended early")
+                    done += n
+                return
+            except OSError:
+                if done:
+                    raise
+                self.kernel = False  # e.g. an old kernel or a file system without support
+        _write_all(dst, chunk)
+
+    def copy(self, out: IO[bytes], fv: FileValue) -> dict[str, Any]:
+        """Copy ``fv`` into ``out``, hashing and checking it; its provenance entry."""
+        h = hashlib.sha256()
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        out.flush()
+        dst = out.fileno()
+        copied = 0
+        first = b""
+        tail = b""
+        try:
+            with open(fv.path, "rb", buffering=0) as src:
+                while n := src.readinto(buf):
+                    if copied + n > fv.size:
+                        break
+                    chunk = view[:n]
+                    job = self.pool.submit(self._copy, src.fileno(), dst, copied, chunk)
+                    h.update(chunk)
+                    job.result()
+                    if not first:
+                        first = bytes(chunk[: 1 << 16])
+                    tail = (tail + bytes(chunk[-4:]))[-4:]
+                    copied += n
+                else:
+                    n = 0
+        except FileNotFoundError:
+            raise BidsError(f"{fv.rel}: {MISSING_CONTENT}") from None
+        except OSError as exc:
+            raise BidsError(f"{fv.rel}: cannot read ({exc})") from None
+        if copied != fv.size or n:
+            raise BidsError(f"{fv.rel}: file changed size while it was being read")
+        if fv.check is not None:
+            fv.check(fv.path, fv.rel, first, tail, copied)
+        return {"column": fv.column, "path": fv.rel, "size": copied, "sha256": h.hexdigest()}
+
+    def close(self) -> None:
+        """Stop the worker thread."""
+        self.pool.shutdown()
 
 
 def _page_header(num_values: int, size: int) -> bytes:
@@ -391,27 +439,31 @@ def write_row(
     offset = len(MAGIC)
     chunks: list[tuple[_Leaf, int, int]] = []
     sources: list[dict[str, Any]] = []
-    for leaf in leaves:
-        levels = b""
-        if leaf.max_rep:
-            levels += _rle(leaf.reps, leaf.max_rep)
-        levels += _rle(leaf.defs, leaf.max_def)
-        body = len(levels) + sum(_value_size(leaf.physical, v) for v in leaf.values)
-        if body >= 1 << 31:
-            raise BidsError(
-                f"column {'.'.join(leaf.path)} holds more than a parquet page can (2 GiB)"
-            )
-        header = _page_header(len(leaf.defs), body)
-        out.write(header)
-        out.write(levels)
-        for value in leaf.values:
-            if isinstance(value, FileValue):
-                out.write(struct.pack("<I", value.size))
-                sources.append(_copy_file(out, value))
-            else:
-                out.write(_plain_small(leaf.physical, value))
-        chunks.append((leaf, offset, len(header) + body))
-        offset += len(header) + body
+    copier = _Copier()
+    try:
+        for leaf in leaves:
+            levels = b""
+            if leaf.max_rep:
+                levels += _rle(leaf.reps, leaf.max_rep)
+            levels += _rle(leaf.defs, leaf.max_def)
+            body = len(levels) + sum(_value_size(leaf.physical, v) for v in leaf.values)
+            if body >= 1 << 31:
+                raise BidsError(
+                    f"column {'.'.join(leaf.path)} holds more than a parquet page can (2 GiB)"
+                )
+            header = _page_header(len(leaf.defs), body)
+            out.write(header)
+            out.write(levels)
+            for value in leaf.values:
+                if isinstance(value, FileValue):
+                    out.write(struct.pack("<I", value.size))
+                    sources.append(copier.copy(out, value))
+                else:
+                    out.write(_plain_small(leaf.physical, value))
+            chunks.append((leaf, offset, len(header) + body))
+            offset += len(header) + body
+    finally:
+        copier.close()
 
     footer = _Thrift()
     footer.begin()
