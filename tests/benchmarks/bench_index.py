@@ -52,7 +52,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-MB = 1e6
+from _common import peak_rss_mb
+
 #: Measurement key -> (label, tool family for --skip).
 MEASUREMENTS: dict[str, tuple[str, str]] = {
     "scandir": ("scandir walk + stat", "ours"),
@@ -71,20 +72,6 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
 # --------------------------------------------------------------------------------------
 # Child processes
 # --------------------------------------------------------------------------------------
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this process (VmHWM: reset at exec, unlike ``ru_maxrss``)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / MB
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
 
 
 def scandir_walk(top: str) -> int:

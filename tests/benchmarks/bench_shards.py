@@ -73,9 +73,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _common import MB, peak_rss_mb
+
 REPO = Path(__file__).resolve().parents[2]
 MAP_PATH = REPO / "config" / "datasets" / "ds004884.yaml"
-MB = 1e6
+
 #: Method keys, in display order, with their labels.
 METHODS = {
     "copy_fsync": "copy+fsync",
@@ -365,18 +367,6 @@ def generate_dataset(root: Path, size_gb: float, n_sessions: int, seed: int) -> 
 # --------------------------------------------------------------------------------------
 # Child processes: one method over every session, timed per session
 # --------------------------------------------------------------------------------------
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this process (VmHWM: reset at exec, unlike ``ru_maxrss``)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / MB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
 
 
 def _fsync(path: Path) -> None:
