@@ -116,3 +116,15 @@ def test_not_bids_is_a_clear_error(tmp_path: Path, setup: str, message: str) -> 
         (root / "dataset_description.json").write_text("{" if setup == "bad_json" else "{}")
     with pytest.raises(BidsError, match=message):
         load_index(root, tmp_path / "c.parquet")
+
+
+def test_bidsignore_is_honoured(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "bids")
+    write_nifti(root / "sub-01/ses-1/extra/sub-01_ses-1_scratch.nii.gz")
+    write_nifti(root / "sub-01/ses-1/anat/sub-01_ses-1_localizer.nii.gz")
+    (root / ".bidsignore").write_text("# comment\n*_localizer.nii.gz\nsub-*/ses-*/extra/\n")
+    manifest, _ = load_index(root, tmp_path / "c.parquet")
+    names = {r.name for r in manifest.records}
+    assert "sub-01_ses-1_scratch.nii.gz" not in names
+    assert "sub-01_ses-1_localizer.nii.gz" not in names
+    assert "sub-01_ses-1_run-1_T1w.nii.gz" in names

@@ -9,6 +9,7 @@ was added, removed or changed. Jobs load the cached manifest without walking.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -185,15 +186,51 @@ def _walk(top: str, rel: str, skip: set[str]) -> Iterator[tuple[str, int, int]]:
             yield rel_path, size, mtime
 
 
+def bidsignore_patterns(root: Path) -> list[str]:
+    """Patterns of the dataset's ``.bidsignore`` (gitignore-like globs), if any."""
+    try:
+        text = (root / ".bidsignore").read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return []
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def is_ignored(rel: str, patterns: list[str]) -> bool:
+    """True when ``rel`` matches a ``.bidsignore`` pattern (as the validator reads them).
+
+    A pattern with a slash matches the path from the root (``/`` prefix
+    optional), one without matches any path component; a trailing slash
+    means a folder and everything below it.
+    """
+    parts = rel.split("/")
+    for pat in patterns:
+        folder = pat.endswith("/")
+        pat = pat.strip("/")
+        if "/" in pat:
+            n = pat.count("/") + 1
+            if fnmatch.fnmatchcase("/".join(parts[:n]), pat) and (not folder or len(parts) > n):
+                return True
+        else:
+            candidates = parts[:-1] if folder else parts
+            if any(fnmatch.fnmatchcase(p, pat) for p in candidates):
+                return True
+    return False
+
+
 def list_tree(root: Path, exclude: list[Path] | None = None) -> list[tuple[str, int, int]]:
     """List every relevant file of the tree: (relative path, size, mtime_ns).
 
-    Hidden entries (``.git``, ``.datalad``) and ``sourcedata``/``code`` are skipped,
-    as are the folders in ``exclude`` (an output folder inside the dataset).
+    Hidden entries (``.git``, ``.datalad``), ``sourcedata``/``code`` and what
+    ``.bidsignore`` lists are skipped, as are the folders in ``exclude`` (an
+    output folder inside the dataset).
     """
     skip = {os.path.abspath(p) for p in (exclude or [])}
     skip |= {str(root / d) for d in _SKIP_ROOT_DIRS}
-    return list(_walk(str(root), "", skip))
+    listing = list(_walk(str(root), "", skip))
+    patterns = bidsignore_patterns(root)
+    if patterns:
+        listing = [item for item in listing if not is_ignored(item[0], patterns)]
+    return listing
 
 
 def signature_of(listing: list[tuple[str, int, int]]) -> str:
