@@ -5,7 +5,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from bids2hub.colmap import generic_map, load_map
+from bids2hub.colmap import ColumnMap, generic_map, load_map
 from bids2hub.errors import BidsError
 from bids2hub.index import load_index
 from bids2hub.phenotype import participants_fields, read_participants
@@ -196,3 +196,17 @@ def test_streaming_writer_reads_back_like_pyarrow_writer(arc_tree_ro: Path, tmp_
         assert {c.compression for i in range(meta.num_columns)
                 for c in [meta.row_group(0).column(i)]} == {"UNCOMPRESSED"}  # fmt: skip
         assert a.schema.metadata[b"huggingface"] == b.schema.metadata[b"huggingface"]
+
+
+def test_unmapped_image_warn_leaves_it_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = _tiny(tmp_path / "bids")
+    write_nifti(root / "sub-01/func/sub-01_task-stroop_bold.nii.gz", (4, 4, 3, 2))
+    manifest, _ = load_index(root, tmp_path / "m.parquet")
+    arc = load_map(REPO / "config/datasets/ds004884.yaml")
+    cmap = ColumnMap(**{**arc.__dict__, "unmapped_images": "warn"})
+    write_shard(manifest, cmap, "01", "", {}, tmp_path / "o.parquet")
+    assert "sub-01/func/sub-01_task-stroop_bold.nii.gz" in caplog.text
+    row = pq.read_table(tmp_path / "o.parquet").to_pylist()[0]
+    assert row["bold_naming40"] == [] and row["bold_rest"] == []

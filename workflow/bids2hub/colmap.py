@@ -90,13 +90,6 @@ class ColumnMap:
         """Columns holding Nifti cells, in order."""
         return [c for c in self.columns if c.kind in IMAGE_KINDS]
 
-    def column(self, name: str) -> Column:
-        """The column called ``name``."""
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(name)
-
     def scopes(self) -> set[str]:
         """Scopes (``raw``, ``derivatives/<name>``) that the image columns read from."""
         return {c.select.get("scope", "raw") for c in self.image_columns()}
@@ -111,13 +104,6 @@ class ColumnMap:
         raw = json.loads(text)
         raw["columns"] = tuple(Column(**c) for c in raw["columns"])
         return cls(**raw)
-
-    def output_names(self) -> list[str]:
-        """Every column of a shard, in order: mapped columns, then sidecars."""
-        names = [c.name for c in self.columns]
-        if self.sidecars:
-            names += [sidecar_name(c) for c in self.image_columns()]
-        return names
 
 
 def sidecar_name(col: Column) -> str:

@@ -123,10 +123,6 @@ class Manifest:
         keys = {(r.sub, r.ses) for r in self.records if r.scope == "raw" and r.sub and r.is_image}
         return sorted(keys, key=lambda k: (natural_key(k[0]), natural_key(k[1])))
 
-    def subjects(self) -> list[str]:
-        """Subject labels with raw imaging data, naturally sorted."""
-        return sorted({sub for sub, _ in self.shard_keys()}, key=natural_key)
-
     def files_for(self, sub: str, ses: str) -> list[FileRecord]:
         """All files (raw and derivatives) of one subject/session."""
         return self._by_shard.get((sub, ses), [])

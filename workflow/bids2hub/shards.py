@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from .nifti import check_nifti, check_nifti_file
 from .parquet_stream import MISSING_CONTENT, FileValue, write_row
 from .phenotype import convert
 
+log = logging.getLogger(__name__)
 NIFTI_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 _MAX_BINARY = (1 << 31) - 1
 _ARROW_TYPES = {
@@ -136,8 +138,15 @@ def plan_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> Ses
         plan.images[col.name] = chosen
         claimed.update(r.path for r in chosen)
     plan.unmapped = [r for r in records if r.path not in claimed and r.scope == "raw"]
+    names = ", ".join(r.path for r in plan.unmapped[:5])
+    if plan.unmapped and cmap.unmapped_images == "warn":
+        log.warning(
+            "%s: %d image(s) match no column and are left out: %s",
+            shard_id(sub, ses),
+            len(plan.unmapped),
+            names,
+        )
     if plan.unmapped and cmap.unmapped_images == "error":
-        names = ", ".join(r.path for r in plan.unmapped[:5])
         raise BidsError(
             f"{shard_id(sub, ses)}: {len(plan.unmapped)} image(s) match no column of dataset map "
             f"'{cmap.name}' (set unmapped_images: warn to drop them): {names}"
