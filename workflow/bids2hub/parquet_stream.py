@@ -162,6 +162,16 @@ class _Leaf:
     values: list[Any] = field(default_factory=list)
 
 
+def _group(t: _Thrift, name: str, repetition: int, children: int, converted: int | None) -> None:
+    t.begin()
+    t.i32(3, repetition)
+    t.binary(4, name)
+    t.i32(5, children)
+    if converted is not None:
+        t.i32(6, converted)
+    t.end()
+
+
 def _schema_elements(
     t: _Thrift,
     name: str,
@@ -171,59 +181,33 @@ def _schema_elements(
     max_def: int,
     max_rep: int,
 ) -> int:
-    """Write the SchemaElement(s) of one field; return how many elements were written."""
-    t.begin()
-    max_def += 1  # every field is optional
-    if pa.types.is_struct(typ) or pa.types.is_list(typ):
-        t.i32(3, _OPTIONAL)
-        t.binary(4, name)
-        children = (
-            [(typ.field(i).name, typ.field(i).type) for i in range(typ.num_fields)]
-            if pa.types.is_struct(typ)
-            else [("list", None)]
+    """Write the SchemaElement(s) of one optional field; return how many were written."""
+    max_def += 1
+    path = [*path, name]
+    if pa.types.is_struct(typ):
+        _group(t, name, _OPTIONAL, typ.num_fields, None)
+        return 1 + sum(
+            _schema_elements(t, f.name, f.type, leaves, path, max_def, max_rep) for f in typ
         )
-        t.i32(5, len(children))
-        if pa.types.is_list(typ):
-            t.i32(6, _LIST)
-        t.end()
-        count = 1
-        for child_name, child_type in children:
-            if child_type is None:  # the repeated middle level of a LIST
-                count += _list_middle(t, typ.value_type, leaves, [*path, name], max_def, max_rep)
-            else:
-                count += _schema_elements(
-                    t, child_name, child_type, leaves, [*path, name], max_def, max_rep
-                )
-        return count
+    if pa.types.is_list(typ):  # 3-level LIST: optional group / repeated "list" / "element"
+        _group(t, name, _OPTIONAL, 1, _LIST)
+        _group(t, "list", _REPEATED, 1, None)
+        elem = _schema_elements(
+            t, "element", typ.value_type, leaves, [*path, "list"], max_def + 1, max_rep + 1
+        )
+        return 2 + elem
     physical, converted = _PHYSICAL.get(typ, (None, None))
     if physical is None:
-        raise TypeError(f"unsupported type {typ} for column {'.'.join([*path, name])}")
+        raise TypeError(f"unsupported type {typ} for column {'.'.join(path)}")
+    t.begin()
     t.i32(1, physical)
     t.i32(3, _OPTIONAL)
     t.binary(4, name)
     if converted is not None:
         t.i32(6, converted)
     t.end()
-    leaves.append(_Leaf([*path, name], physical, max_def, max_rep))
+    leaves.append(_Leaf(path, physical, max_def, max_rep))
     return 1
-
-
-def _list_middle(
-    t: _Thrift,
-    value_type: pa.DataType,
-    leaves: list[_Leaf],
-    path: list[str],
-    max_def: int,
-    max_rep: int,
-) -> int:
-    t.begin()
-    t.i32(3, _REPEATED)
-    t.binary(4, "list")
-    t.i32(5, 1)
-    t.end()
-    return 1 + _schema_elements(
-        t, "element", value_type, leaves, [*path, "list"], max_def + 1, max_rep + 1
-    )
 
 
 def _leaf_count(typ: pa.DataType) -> int:
