@@ -15,3 +15,15 @@ class BidsError(Bids2HubError):
 
 class NiftiError(BidsError):
     """A NIfTI file is truncated, corrupt or has an unusable header."""
+
+
+class ValidationError(Bids2HubError):
+    """A hard check of the validation report failed (the report says which)."""
+
+
+class SegmentationError(Bids2HubError):
+    """Lesion segmentation failed or produced an unusable mask."""
+
+
+class HubError(Bids2HubError):
+    """Publishing to the Hugging Face Hub failed (never includes the token)."""
