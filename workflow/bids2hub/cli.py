@@ -69,6 +69,21 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pull_image(args: argparse.Namespace) -> int:
+    from .deepisles import ensure_image, write_receipt
+
+    info = ensure_image(
+        Path(args.image),
+        uri=args.uri,
+        min_bytes=args.min_bytes,
+        given=args.given,
+        log=sys.stdout,
+    )
+    state = "written" if write_receipt(info, args.uri, Path(args.receipt)) else "unchanged"
+    print(f"{info.kind} {info.path} verified; receipt {args.receipt} {state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="bids2hub", description=__doc__.splitlines()[0])
@@ -87,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.add_argument("--content-defined-chunking", action="store_true")
     p.set_defaults(func=_cmd_write_shard)
+
+    p = sub.add_parser(
+        "pull-image", help="pull (or reuse) and verify the DeepISLES image, write its receipt"
+    )
+    p.add_argument("--image", required=True, help="SIF path in the cache, or the given image")
+    p.add_argument("--uri", required=True, help="digest-pinned reference (docker://...@sha256:...)")
+    p.add_argument("--min-bytes", type=int, required=True, help="size floor of a SIF file")
+    p.add_argument("--given", action="store_true", help="user-given image: verify, never pull")
+    p.add_argument("--receipt", required=True, help="JSON record of the verified image")
+    p.set_defaults(func=_cmd_pull_image)
 
     p = sub.add_parser("demo-data", help="write the small synthetic demo BIDS dataset")
     p.add_argument("out", help="output folder (must not exist or be empty)")

@@ -1,0 +1,531 @@
+"""DeepISLES under Apptainer, through spython: image resolution, pull/verify and one run.
+
+The DeepISLES image (Docker Hub ``isleschallenge/deepisles``, pinned by digest)
+reads a 3D DWI (b=1000 trace), a 3D ADC and optionally a FLAIR from
+``/app/data`` and writes ``/app/data/results/lesion_msk.nii.gz``. Its working
+folder is ``/app`` and its entrypoint ``bash -c "source activate isles_ensemble &&
+python main.py"``; Apptainer's ``exec`` ignores entrypoints, so that command is
+given explicitly. It writes inside the image, hence ``--writable-tmpfs``.
+
+Facts about spython 0.3.x this module relies on (read in its source):
+
+- every call runs the ``singularity`` binary (Apptainer installs that name as a
+  link); ``Client.version()`` returns the first line of ``singularity --version``,
+  ``""`` when the binary is missing, or a result dict when it fails;
+- ``Client.execute`` builds ``singularity exec [--nv] [--bind SRC:DST ...]
+  [options ...] IMAGE COMMAND...``; a string command is split on spaces, so the
+  command is passed as a list; with ``return_result=True`` it returns
+  ``{"message": ..., "return_code": N}`` where the message holds stdout and
+  stderr (a list of both, or one string when only one is non-empty);
+  ``environ=`` replaces the whole environment; a bind source that does not
+  exist makes spython call ``sys.exit(1)``, so binds are checked here first;
+- ``Client.pull(uri, name=PATH)`` runs ``singularity pull --name PATH URI`` and
+  ignores its exit status, so what it produced is verified here (size floor,
+  SIF magic, ``inspect``) before it is renamed into the cache;
+- ``Client.inspect`` runs ``singularity inspect -e -d -l -r -H -t --json IMAGE``
+  and returns the parsed ``attributes`` (or the result dict on failure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import SegmentationError
+
+#: The DeepISLES image this workflow was written against, pinned by digest.
+DEFAULT_URI = (
+    "docker://isleschallenge/deepisles"
+    "@sha256:52f7ec71c60d50b94710f04b5e4558966060a68068fed463f665880664a783a8"
+)
+#: A failed or interrupted SIF build leaves a stub of a few KB or MB; the real
+#: image is several GB. The floor is configurable (segment.deepisles.min_image_bytes).
+DEFAULT_MIN_IMAGE_BYTES = 1 << 30
+#: Where the container sees the staged inputs, and where it writes its mask.
+DATA_MOUNT = "/app/data"
+RESULT_NAME = "lesion_msk.nii.gz"
+ENV_NAME = "isles_ensemble"
+#: Apptainer options of every run: GPU, writable overlay (DeepISLES writes in
+#: the image), no host environment, the image's working folder.
+EXEC_OPTIONS = ("--writable-tmpfs", "--cleanenv", "--pwd", "/app")
+#: Never handed to the container runtime (it does not need them).
+SECRET_ENV = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_API_TOKEN"})
+#: The GPU a scheduler gave the job; ``--cleanenv`` would drop it, so it is passed explicitly.
+GPU_ENV = ("CUDA_VISIBLE_DEVICES",)
+#: Label Apptainer writes when it builds an image from a registry reference.
+FROM_LABEL = "org.label-schema.usage.singularity.deffile.from"
+
+_URI_RE = re.compile(
+    r"^(?P<scheme>docker|oras)://(?P<ref>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$"
+)
+_VERSION_RE = re.compile(
+    r"^(?P<name>apptainer|singularity(?:-ce)?) version v?(?P<major>\d+)\.(?P<minor>\d+)"
+)
+_SIF_MAGIC = b"SIF_MAGIC"
+_SIF_MAGIC_OFFSET = 32
+TAIL_LINES = 40
+
+
+# --------------------------------------------------------------------- config
+
+
+def _section(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (config.get("segment") or {}).get("deepisles") or {}
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """Split a digest-pinned reference into (repository reference, ``sha256:...``).
+
+    Raises
+    ------
+    SegmentationError
+        When ``uri`` is not ``docker://`` or ``oras://`` pinned by a sha256 digest.
+    """
+    m = _URI_RE.match(uri)
+    if not m:
+        raise SegmentationError(
+            f"segment.deepisles.uri '{uri}' is not pinned by digest "
+            "(expected docker://<repository>@sha256:<64 hex digits>)"
+        )
+    return m["ref"], m["digest"]
+
+
+def sif_name(uri: str) -> str:
+    """File name of the cached SIF: derived from the digest, so a new digest pulls again."""
+    ref, digest = parse_uri(uri)
+    repo = ref.rsplit("/", 1)[-1].split(":", 1)[0]
+    return f"{repo}-{digest.replace(':', '-')}.sif"
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/bids2hub/containers`` (``~/.cache/bids2hub/containers``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bids2hub" / "containers"
+
+
+def image_path(config: Mapping[str, Any]) -> Path:
+    """Where the rules find the DeepISLES image (O(1), no file access).
+
+    A user-given ``segment.deepisles.image`` (SIF file or sandbox folder) wins;
+    otherwise the digest-named SIF in ``segment.deepisles.cache_dir``.
+    """
+    sec = _section(config)
+    if sec.get("image"):
+        return Path(sec["image"]).expanduser().absolute()
+    cache = sec.get("cache_dir")
+    folder = Path(cache).expanduser() if cache else default_cache_dir()
+    return folder.absolute() / sif_name(sec.get("uri") or DEFAULT_URI)
+
+
+def image_given(config: Mapping[str, Any]) -> bool:
+    """True when the user gave the image (never pulled)."""
+    return bool(_section(config).get("image"))
+
+
+def generated_by(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The BIDS-derivatives ``GeneratedBy`` entry of the DeepISLES masks."""
+    uri = _section(config).get("uri") or DEFAULT_URI
+    _, digest = parse_uri(uri)
+    return {
+        "Name": "DeepISLES",
+        "Version": digest,
+        "CodeURL": "https://github.com/ezequieldlrosa/DeepIsles",
+        "Container": {"Type": "apptainer", "URI": uri},
+    }
+
+
+# -------------------------------------------------------------------- runtime
+
+
+def _client() -> Any:
+    from spython.main import Client
+
+    return Client
+
+
+def runtime_version() -> str:
+    """First line of ``singularity --version``, checked to be Apptainer or Singularity >= 3.
+
+    Raises
+    ------
+    SegmentationError
+        When no ``singularity`` is on PATH, it fails, or it is too old.
+    """
+    out = _client().version()
+    if isinstance(out, dict):
+        msg = _tail(out.get("message"), 3) or "no output"
+        raise SegmentationError(
+            f"'singularity --version' failed (exit {out.get('return_code')}): {msg}"
+        )
+    line = str(out or "").strip()
+    if not line:
+        raise SegmentationError(
+            "no 'singularity' command on PATH: install Apptainer (it provides 'singularity') "
+            "where DeepISLES runs, or set segment.backend: threshold"
+        )
+    m = _VERSION_RE.match(line)
+    if not m:
+        raise SegmentationError(
+            f"'singularity --version' printed '{line}', not 'apptainer version X.Y' "
+            "or 'singularity version X.Y'"
+        )
+    if m["name"] != "apptainer" and int(m["major"]) < 3:
+        raise SegmentationError(
+            f"'{line}' is too old: DeepISLES needs Apptainer or Singularity >= 3 "
+            "(--writable-tmpfs, --pwd)"
+        )
+    return line
+
+
+def _tail(message: Any, n: int = TAIL_LINES) -> str:
+    """Last ``n`` lines of a spython message (str, list of str, or None)."""
+    if message is None:
+        return ""
+    parts = [message] if isinstance(message, str) else [str(m) for m in message]
+    lines = [ln for part in parts for ln in part.splitlines() if ln.strip()]
+    return "\n".join(lines[-n:])
+
+
+# ---------------------------------------------------------------- verify/pull
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the verification of an image found."""
+
+    path: Path
+    kind: str  # "sif" or "sandbox"
+    size: int | None
+    labels: dict[str, Any]
+
+    def receipt(self, uri: str) -> dict[str, Any]:
+        """Deterministic record of the verified image (no timestamps, no runtime)."""
+        return {
+            "image": str(self.path),
+            "kind": self.kind,
+            "size": self.size,
+            "uri": uri,
+            "labels": self.labels,
+        }
+
+
+def _inspect_labels(image: Path) -> dict[str, Any]:
+    try:
+        result = _client().inspect(image=str(image), quiet=True)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise SegmentationError(
+            f"{image}: 'singularity inspect' printed no usable JSON ({exc})"
+        ) from None
+    if not isinstance(result, dict) or "attributes" not in result:
+        msg = _tail(result.get("message"), 3) if isinstance(result, dict) else result
+        code = result.get("return_code") if isinstance(result, dict) else "?"
+        raise SegmentationError(
+            f"{image}: 'singularity inspect' failed (exit {code}): {msg or 'no output'}"
+        )
+    labels = result["attributes"].get("labels") or {}
+    return dict(labels) if isinstance(labels, dict) else {}
+
+
+def verify_image(image: Path, *, uri: str, min_bytes: int) -> ImageInfo:
+    """Check that ``image`` is a usable DeepISLES SIF file or sandbox folder.
+
+    A SIF must be at least ``min_bytes`` long and carry the SIF magic; a
+    sandbox must hold ``.singularity.d`` and ``app/main.py``; both must pass
+    ``singularity inspect``, and an image built from a registry reference
+    must come from the digest that ``uri`` pins.
+
+    Raises
+    ------
+    SegmentationError
+        One line naming the image and what is wrong.
+    """
+    image = Path(image)
+    _, digest = parse_uri(uri)
+    if image.is_dir():
+        if not (image / ".singularity.d").is_dir():
+            raise SegmentationError(
+                f"{image}: not an Apptainer sandbox (no .singularity.d folder); build one "
+                f"with 'apptainer build --sandbox {image} {uri}'"
+            )
+        if not (image / "app" / "main.py").is_file():
+            raise SegmentationError(f"{image}: sandbox has no /app/main.py: not a DeepISLES image")
+        kind, size = "sandbox", None
+    elif image.is_file():
+        size = image.stat().st_size
+        if size < min_bytes:
+            raise SegmentationError(
+                f"{image}: {size} bytes, below segment.deepisles.min_image_bytes={min_bytes} "
+                "(a failed or interrupted pull leaves such stubs): delete it and pull again"
+            )
+        with open(image, "rb") as fh:
+            head = fh.read(_SIF_MAGIC_OFFSET + len(_SIF_MAGIC))
+        if head[_SIF_MAGIC_OFFSET:] != _SIF_MAGIC:
+            raise SegmentationError(f"{image}: not a SIF image (no SIF magic at byte 32)")
+        kind = "sif"
+    else:
+        raise SegmentationError(f"{image}: DeepISLES image not found")
+    labels = _inspect_labels(image)
+    source = str(labels.get(FROM_LABEL, ""))
+    if "@sha256:" in source and not source.endswith(digest):
+        raise SegmentationError(
+            f"{image} was built from {source}, but segment.deepisles.uri pins {digest}: "
+            "set segment.deepisles.uri to the image's reference or use the pinned image"
+        )
+    return ImageInfo(image, kind, size, labels)
+
+
+@contextlib.contextmanager
+def _scoped_env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _say(log: TextIO | None, text: str) -> None:
+    if log is not None:
+        print(text, file=log, flush=True)
+
+
+def ensure_image(
+    image: Path,
+    *,
+    uri: str = DEFAULT_URI,
+    min_bytes: int = DEFAULT_MIN_IMAGE_BYTES,
+    given: bool = False,
+    log: TextIO | None = None,
+) -> ImageInfo:
+    """Return the verified image, pulling it into its cache path when needed.
+
+    A user-given image (``given``) is verified and never pulled. A cached SIF
+    that verifies is reused; an invalid one is removed and pulled again. The
+    pull goes to a temporary name in the cache folder, is verified, then
+    renamed into place, so the cache never holds a partial or stub image.
+
+    Raises
+    ------
+    SegmentationError
+        The runtime is missing, the pull failed, or the image is not usable.
+    """
+    image = Path(image)
+    _say(log, f"runtime: {runtime_version()}")
+    if given:
+        info = verify_image(image, uri=uri, min_bytes=min_bytes)
+        _say(log, f"using the given {info.kind} {image} (not pulled)")
+        return info
+    if image.exists():
+        try:
+            info = verify_image(image, uri=uri, min_bytes=min_bytes)
+        except SegmentationError as exc:
+            _say(log, f"cached image unusable, pulling again: {exc}")
+            if image.is_dir():
+                shutil.rmtree(image)
+            else:
+                image.unlink()
+        else:
+            _say(log, f"reusing cached image {image} ({info.size} bytes)")
+            return info
+    return _pull(image, uri=uri, min_bytes=min_bytes, log=log)
+
+
+def _pull(image: Path, *, uri: str, min_bytes: int, log: TextIO | None) -> ImageInfo:
+    image.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = image.with_name(f".{image.stem}.pull-{token}.sif")
+    # Building the SIF unpacks the whole image (~27 GB) into a temporary
+    # folder; /tmp of a login node is rarely that large, the cache folder is.
+    build_tmp = image.parent / f".build-{token}"
+    own_tmp = not (os.environ.get("APPTAINER_TMPDIR") or os.environ.get("SINGULARITY_TMPDIR"))
+    start = time.monotonic()
+    try:
+        if own_tmp:
+            build_tmp.mkdir()
+        env = (
+            _scoped_env("APPTAINER_TMPDIR", str(build_tmp)) if own_tmp else contextlib.nullcontext()
+        )
+        _say(log, f"pulling {uri} -> {image}")
+        with env:
+            _client().pull(image=uri, name=str(tmp), pull_folder="", quiet=log is None)
+        if not tmp.exists():
+            raise SegmentationError(
+                f"pulling {uri} produced no image (see the pull's output above)"
+            )
+        try:
+            info = verify_image(tmp, uri=uri, min_bytes=min_bytes)
+        except SegmentationError as exc:
+            raise SegmentationError(
+                f"pulling {uri} gave an unusable image, removed: {exc}"
+            ) from None
+        os.replace(tmp, image)
+        _say(log, f"pulled {info.size} bytes in {time.monotonic() - start:.1f} s")
+        return ImageInfo(image, info.kind, info.size, info.labels)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if own_tmp:
+            shutil.rmtree(build_tmp, ignore_errors=True)
+
+
+def write_receipt(info: ImageInfo, uri: str, dest: Path) -> bool:
+    """Write the receipt of a verified image (unchanged content keeps its mtime)."""
+    from .fsutil import write_if_changed
+
+    text = json.dumps(info.receipt(uri), indent=2, sort_keys=True) + "\n"
+    return write_if_changed(Path(dest), text)
+
+
+# ------------------------------------------------------------------------ run
+
+
+def deepisles_command(
+    dwi_name: str,
+    adc_name: str,
+    flair_name: str | None,
+    *,
+    fast: bool,
+    skull_strip: bool = False,
+) -> list[str]:
+    """The command run inside the image (its entrypoint, given explicitly)."""
+    args = ["python", "main.py", "--dwi_file_name", dwi_name, "--adc_file_name", adc_name]
+    if flair_name:
+        args += ["--flair_file_name", flair_name]
+    if fast:
+        args.append("--fast")
+    if skull_strip:
+        args.append("--skull_strip")
+    inner = f"source activate {ENV_NAME} && {shlex.join(args)}"
+    return ["bash", "-c", inner]
+
+
+def _stage_name(kind: str, src: Path) -> str:
+    return f"{kind}.nii.gz" if src.name.endswith(".nii.gz") else f"{kind}.nii"
+
+
+def _check_bind(path: Path) -> None:
+    if not path.is_dir():
+        raise SegmentationError(f"{path}: bind source does not exist")
+    if any(c in str(path) for c in ":,"):
+        raise SegmentationError(
+            f"{path}: a ':' or ',' in the path breaks Apptainer's --bind; choose another out_dir"
+        )
+
+
+def run_deepisles(
+    image: Path,
+    dwi: Path,
+    adc: Path,
+    flair: Path | None,
+    out: Path,
+    *,
+    fast: bool,
+    log: TextIO | None = None,
+    skull_strip: bool = False,
+) -> None:
+    """Segment one subject with the DeepISLES container and move its mask to ``out``.
+
+    The inputs are copied (DeepISLES rewrites some of them in place) into a
+    fresh folder next to ``out``, bound to ``/app/data``; the container runs
+    with ``--nv --writable-tmpfs --cleanenv --pwd /app``. The command line and
+    the tail of the container's output go to ``log``. The staging folder is
+    always removed; ``out`` appears only when a non-empty mask was produced.
+
+    Parameters
+    ----------
+    image
+        SIF file or sandbox folder (see :func:`image_path`).
+    dwi, adc, flair
+        3D b=1000 trace, 3D ADC, optional FLAIR (NIfTI, ``.nii`` or ``.nii.gz``).
+    out
+        Destination of the mask (``.nii.gz``).
+    fast
+        Pass ``--fast`` (DeepISLES runs only its best single model).
+    log
+        Text stream for the command line and the container's output.
+    skull_strip
+        Pass ``--skull_strip`` (DeepISLES brain-extracts the inputs first).
+
+    Raises
+    ------
+    SegmentationError
+        Missing runtime, image or input; non-zero exit (with the output's
+        tail); no mask or an empty mask.
+    """
+    image, out = Path(image), Path(out)
+    inputs = {"dwi": Path(dwi), "adc": Path(adc)}
+    if flair is not None:
+        inputs["flair"] = Path(flair)
+    for kind, src in inputs.items():
+        if not src.is_file():
+            raise SegmentationError(f"{src}: {kind} input of DeepISLES not found")
+    if not image.exists():
+        raise SegmentationError(
+            f"{image}: DeepISLES image not found (rerun the pull_deepisles_image rule)"
+        )
+    version = runtime_version()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.deepisles-", dir=out.parent))
+    try:
+        names = {}
+        for kind, src in inputs.items():
+            names[kind] = _stage_name(kind, src)
+            shutil.copyfile(src, stage / names[kind])
+        _check_bind(stage)
+        bind = f"{stage}:{DATA_MOUNT}"
+        options = list(EXEC_OPTIONS)
+        for key in GPU_ENV:
+            if os.environ.get(key):
+                options += ["--env", f"{key}={os.environ[key]}"]
+        command = deepisles_command(
+            names["dwi"], names["adc"], names.get("flair"), fast=fast, skull_strip=skull_strip
+        )
+        argv = ["singularity", "exec", "--nv", "--bind", bind, *options, str(image), *command]
+        _say(log, f"runtime: {version}")
+        _say(log, f"command: {shlex.join(argv)}")
+        environ = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+        start = time.monotonic()
+        result = _client().execute(
+            image=str(image),
+            command=command,
+            bind=[bind],
+            nv=True,
+            options=options,
+            return_result=True,
+            quiet=True,
+            environ=environ,
+        )
+        code = result.get("return_code") if isinstance(result, dict) else None
+        tail = _tail(result.get("message") if isinstance(result, dict) else result)
+        _say(log, f"exit status {code} after {time.monotonic() - start:.1f} s")
+        _say(log, "container output (last lines):\n" + (tail or "(none)"))
+        if code != 0:
+            short = " | ".join(tail.splitlines()[-5:]) or "no output"
+            raise SegmentationError(f"DeepISLES failed on {inputs['dwi']} (exit {code}): {short}")
+        mask = stage / "results" / RESULT_NAME
+        if not mask.is_file():
+            raise SegmentationError(
+                f"DeepISLES wrote no {DATA_MOUNT}/results/{RESULT_NAME} for {inputs['dwi']}"
+            )
+        if mask.stat().st_size == 0:
+            raise SegmentationError(
+                f"DeepISLES wrote an empty {DATA_MOUNT}/results/{RESULT_NAME} for {inputs['dwi']}"
+            )
+        os.replace(mask, out)
+        _say(log, f"mask -> {out}")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
