@@ -7,7 +7,15 @@ def test_defaults_filled_in() -> None:
     cfg = validate_config({"bids_dir": "x"})
     assert cfg["out_dir"] == "results"
     assert cfg["dataset"] is None
-    assert cfg["segment"] == {"backend": "threshold"}
+    assert cfg["segment"]["backend"] == "threshold"
+    assert cfg["segment"]["deepisles"] == {
+        "uri": "docker://isleschallenge/deepisles@sha256:52f7ec71c60d50b94710f04b5e4558966060a68068fed463f665880664a783a8",
+        "image": None,
+        "cache_dir": None,
+        "min_image_bytes": 1 << 30,
+        "fast": False,
+        "skull_strip": False,
+    }
     assert cfg["hub"] == {"push": False, "repo_id": None, "private": True}
     assert cfg["shards"] == {"content_defined_chunking": False}
 
