@@ -7,7 +7,8 @@ def test_defaults_filled_in() -> None:
     cfg = validate_config({"bids_dir": "x"})
     assert cfg["out_dir"] == "results"
     assert cfg["dataset"] is None
-    assert cfg["segment"] == {"backend": "threshold"}
+    assert cfg["segment"]["backend"] == "threshold"
+    assert cfg["segment"]["session"] == "earliest"
     assert cfg["hub"] == {"push": False, "repo_id": None, "private": True}
     assert cfg["shards"] == {"content_defined_chunking": False}
 

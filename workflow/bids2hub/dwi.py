@@ -531,6 +531,21 @@ def plan_json(plan: dict[str, Any]) -> str:
 # --------------------------------------------------------------- prepare_dwi
 
 
+def read_image(path: Path, name: str, dtype: Any = None) -> tuple[Any, np.ndarray]:
+    """Load a NIfTI image and its data; a broken file raises :class:`BidsError` naming ``name``.
+
+    ``dtype`` None keeps the stored type (int16 DWI stays int16: half the memory).
+    """
+    import nibabel as nib
+
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj) if dtype is None else np.asarray(img.dataobj, dtype)
+    except Exception as exc:  # nibabel, gzip and zlib raise many unrelated types
+        raise BidsError(f"{name}: unreadable image ({type(exc).__name__}: {exc})") from None
+    return img, data
+
+
 def _save_3d(data: np.ndarray, ref: Any, dest: Path) -> None:
     """Write float32 ``data`` on the grid of nibabel image ``ref`` (3D), atomically."""
     import gzip
@@ -600,20 +615,15 @@ def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, 
     BidsError
         The DWI no longer matches its b-values, or has no usable volumes.
     """
-    import nibabel as nib
-
-    dwi_path = root / target["dwi"]
-    img = nib.load(dwi_path)
+    img, data = read_image(root / target["dwi"], target["dwi"])
     info: dict[str, Any] = {
         "mode": target["mode"],
         "session": target["session"],
         "dwi": target["dwi"],
     }
     if target["mode"] == "precomputed":
-        trace = np.asarray(img.dataobj, dtype=np.float32)
-        adc_img = nib.load(root / target["adc"])
-        adc = np.asarray(adc_img.dataobj, dtype=np.float32)
-        trace, adc = np.squeeze(trace), np.squeeze(adc)
+        adc_img, adc = read_image(root / target["adc"], target["adc"], np.float32)
+        trace, adc = np.squeeze(data.astype(np.float32)), np.squeeze(adc)
         if trace.ndim != 3 or adc.shape != trace.shape:
             raise BidsError(
                 f"{target['adc']}: ADC shape {adc.shape} does not match the trace {trace.shape}"
@@ -626,7 +636,6 @@ def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, 
         info.update({"adc": target["adc"], "adc_scale": scale})
     else:
         bvals = parse_bvals((root / target["bval"]).read_text(encoding="utf-8"), target["bval"])
-        data = np.asanyarray(img.dataobj)
         n_vol = data.shape[3] if data.ndim == 4 else 1
         if data.ndim != 4 or len(bvals) != n_vol:
             raise BidsError(

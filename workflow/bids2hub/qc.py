@@ -94,15 +94,15 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def qc_subject(subject: str, session: str, backend: str, mask: Path, expert: Path | None) -> QcRow:
     """Volume of ``mask`` and, with an expert mask, its volume and the Dice in the mask's grid."""
-    import nibabel as nib
+    from .dwi import read_image
 
-    img = nib.load(mask)
-    data = np.asanyarray(img.dataobj) > 0
+    img, data = read_image(Path(mask), str(mask))
+    data = data > 0
     volume = float(data.sum()) * voxel_ml(img)
     if expert is None:
         return QcRow(subject, session, backend, volume)
-    ex_img = nib.load(expert)
-    ex_volume = float((np.asanyarray(ex_img.dataobj) > 0).sum()) * voxel_ml(ex_img)
+    ex_img, ex_data = read_image(Path(expert), str(expert))
+    ex_volume = float((ex_data > 0).sum()) * voxel_ml(ex_img)
     on_grid = resample_nearest(ex_img, img)
     return QcRow(subject, session, backend, volume, ex_volume, dice(data, on_grid))
 

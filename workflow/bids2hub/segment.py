@@ -119,13 +119,11 @@ def segment_threshold(
     out
         Destination ``.nii.gz``.
     """
-    import nibabel as nib
+    from .dwi import read_image
 
     del flair
-    ref = nib.load(dwi)
-    trace = np.asarray(ref.dataobj, dtype=np.float32)
-    adc_img = nib.load(adc)
-    adc_data = np.asarray(adc_img.dataobj, dtype=np.float32)
+    ref, trace = read_image(Path(dwi), str(dwi), np.float32)
+    adc_img, adc_data = read_image(Path(adc), str(adc), np.float32)
     if trace.shape != adc_data.shape or not np.allclose(ref.affine, adc_img.affine, atol=1e-4):
         raise SegmentationError(f"{adc}: not on the grid of {dwi}")
     voxel_ml = float(np.prod(ref.header.get_zooms()[:3])) / 1000.0
