@@ -336,8 +336,8 @@ def judge_run(rec: FileRecord, names: dict[str, FileRecord], facts: FactCache) -
     return RunVerdict(rec, None, choose_shell(shells), len(b0), n_vol)
 
 
-def _session_label(ses: str) -> str:
-    return f"ses-{ses}" if ses else "the subject folder"
+def _in_session(ses: str, reason: str) -> str:
+    return f"ses-{ses}: {reason}" if ses else reason
 
 
 def _judge_session(
@@ -508,7 +508,7 @@ def plan_segmentation(
                 targets[sub] = target
                 break
             if reason != "no DWI run" or forced:
-                reasons.append(f"{_session_label(ses)}: {reason}")
+                reasons.append(_in_session(ses, reason))
         else:
             if forced:
                 excluded[sub] = f"segment.session chose {reasons[0]}"
