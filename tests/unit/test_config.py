@@ -16,6 +16,7 @@ def test_defaults_filled_in() -> None:
         "fast": False,
         "skull_strip": False,
     }
+    assert cfg["segment"]["session"] == "earliest"
     assert cfg["hub"] == {"push": False, "repo_id": None, "private": True}
     assert cfg["shards"] == {"content_defined_chunking": False}
 

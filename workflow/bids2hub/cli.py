@@ -84,6 +84,133 @@ def _cmd_pull_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segment_prepare(args: argparse.Namespace) -> int:
+    import json
+
+    from .dwi import prepare_dwi
+    from .fsutil import write_if_changed
+
+    target = json.loads(args.target)
+    out_dir = Path(args.out_dir)
+    info = prepare_dwi(Path(args.bids_dir), target, out_dir)
+    write_if_changed(out_dir / "prepared.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
+    if info["mode"] == "raw":
+        log.info(
+            "session '%s': %s, b=%g shell (%d volumes, mean b %.1f), b0 volumes %s; FLAIR %s",
+            info["session"],
+            info["dwi"],
+            info["shell"],
+            len(info["shell_volumes"]),
+            info["shell_mean_b"],
+            info["b0_volumes"],
+            info["flair"] or "none",
+        )
+    else:
+        log.info(
+            "session '%s': trace %s, ADC %s (scale %g); FLAIR %s",
+            info["session"],
+            info["dwi"],
+            info["adc"],
+            info["adc_scale"],
+            info["flair"] or "none",
+        )
+    for name, reason in target.get("skipped", {}).items():
+        log.info("not used: %s (%s)", name, reason)
+    return 0
+
+
+def _cmd_segment_run(args: argparse.Namespace) -> int:
+    from .segment import segment_subject
+
+    mask = segment_subject(
+        args.backend,
+        Path(args.dwi),
+        Path(args.adc),
+        Path(args.flair) if args.flair else None,
+        Path(args.output),
+        image=Path(args.image) if args.image else None,
+        fast=args.fast,
+        skull_strip=args.skull_strip,
+        log=sys.stderr,
+        threshold_options={
+            "adc_threshold": args.adc_threshold,
+            "min_lesion_ml": args.min_lesion_ml,
+        },
+    )
+    log.info("%s: %d lesion voxels (backend %s)", args.output, int(mask.sum()), args.backend)
+    return 0
+
+
+def _cmd_segment_describe(args: argparse.Namespace) -> int:
+    import json
+
+    from .segment import description_json, write_description
+
+    try:
+        source = json.loads(Path(args.source_description).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise Bids2HubError(f"{args.source_description}: not readable JSON ({exc})") from None
+    text = description_json(
+        args.backend, source, container_uri=args.container_uri or None, version=args.version
+    )
+    write_description(Path(args.output), text)
+    return 0
+
+
+def _cmd_segment_qc(args: argparse.Namespace) -> int:
+    import json
+
+    from .qc import write_qc
+
+    plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+    rows = write_qc(
+        plan, Path(args.bids_dir), Path(args.masks_dir), args.backend, Path(args.output)
+    )
+    for row in rows:
+        log.info("%s", "\t".join(row.cells()))
+    return 0
+
+
+def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
+    seg = sub.add_parser("segment", help="lesion segmentation: prepare, run, describe, qc")
+    cmds = seg.add_subparsers(dest="segment_command", required=True)
+
+    p = cmds.add_parser("prepare", help="write the b~1000 trace and ADC of one subject")
+    p.add_argument("--bids-dir", required=True)
+    p.add_argument("--target", required=True, help="the subject's entry of the plan (JSON)")
+    p.add_argument("--out-dir", required=True, help="writes dwi.nii.gz, adc.nii.gz, prepared.json")
+    p.set_defaults(func=_cmd_segment_prepare)
+
+    p = cmds.add_parser("run", help="segment one subject and write the checked mask")
+    p.add_argument("--backend", required=True, choices=("deepisles", "threshold"))
+    p.add_argument("--dwi", required=True, help="prepared b~1000 trace (3D)")
+    p.add_argument("--adc", required=True, help="prepared ADC in mm^2/s (3D)")
+    p.add_argument("--flair", default="", help="FLAIR image (optional)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--image", default="", help="DeepISLES container image (backend deepisles)")
+    p.add_argument("--fast", action="store_true", help="DeepISLES --fast")
+    p.add_argument("--skull-strip", action="store_true", help="DeepISLES --skull_strip")
+    p.add_argument("--adc-threshold", type=float, default=620e-6)
+    p.add_argument("--min-lesion-ml", type=float, default=0.2)
+    p.set_defaults(func=_cmd_segment_run)
+
+    p = cmds.add_parser("describe", help="write the derivative's dataset_description.json")
+    p.add_argument("--backend", required=True, choices=("deepisles", "threshold"))
+    p.add_argument("--source-description", required=True, help="the raw dataset's description")
+    p.add_argument("--container-uri", default="", help="docker://...@sha256:... (deepisles)")
+    p.add_argument("--version", default=None, help="DeepISLES version (deepisles)")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_cmd_segment_describe)
+
+    p = cmds.add_parser("qc", help="volumes and Dice of every mask -> TSV")
+    p.add_argument("--plan", required=True, help="index/segmentation.json")
+    p.add_argument("--bids-dir", required=True)
+    p.add_argument("--masks-dir", required=True, help="the derivatives dataset")
+    p.add_argument("--backend", required=True)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_cmd_segment_qc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="bids2hub", description=__doc__.splitlines()[0])
@@ -118,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo_data)
+
+    _add_segment_parsers(sub)
     return parser
 
 

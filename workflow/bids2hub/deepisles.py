@@ -135,7 +135,11 @@ def image_given(config: Mapping[str, Any]) -> bool:
 
 def generated_by(config: Mapping[str, Any]) -> dict[str, Any]:
     """The BIDS-derivatives ``GeneratedBy`` entry of the DeepISLES masks."""
-    uri = _section(config).get("uri") or DEFAULT_URI
+    return generated_by_uri(_section(config).get("uri") or DEFAULT_URI)
+
+
+def generated_by_uri(uri: str) -> dict[str, Any]:
+    """``GeneratedBy`` entry of the masks made by the image ``uri`` (pinned by digest)."""
     _, digest = parse_uri(uri)
     return {
         "Name": "DeepISLES",

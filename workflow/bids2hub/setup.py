@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bidsname import natural_key
 from .colmap import ColumnMap, generic_map, load_map, resolve_map_path
 from .config import validate_config
 from .errors import BidsError, ConfigError
@@ -34,6 +35,7 @@ class WorkflowSetup:
     index_rebuilt: bool
     cmap: ColumnMap
     participants: dict[str, dict[str, str]]
+    segmentation: dict[str, Any]  # the plan: {"targets": {...}, "excluded": {...}}
 
     @property
     def bids_dir(self) -> Path:
@@ -95,6 +97,71 @@ class WorkflowSetup:
     def _top_level(self, name: str) -> str | None:
         rec = self.manifest.top_level(name)
         return str(self.manifest.absolute(rec)) if rec else None
+
+    # ------------------------------------------------------------ segmentation
+
+    @property
+    def segmentation_path(self) -> Path:
+        """The segmentation plan (interface 1), rewritten only when it changes."""
+        return self.out_dir / "index" / "segmentation.json"
+
+    @property
+    def derivatives_dir(self) -> Path:
+        """The lesion-mask derivatives dataset."""
+        return self.out_dir / "hub" / "derivatives" / "deepisles"
+
+    @property
+    def qc_path(self) -> Path:
+        """Per-subject segmentation QC table."""
+        return self.out_dir / "qc" / "segmentation.tsv"
+
+    def segment_target(self, sub: str) -> dict[str, Any]:
+        """The plan entry of a subject; WorkflowError-friendly KeyError message otherwise."""
+        try:
+            return self.segmentation["targets"][sub]
+        except KeyError:
+            reason = self.segmentation["excluded"].get(sub, "not a subject of this run")
+            raise KeyError(f"sub-{sub} is not a segmentation target ({reason})") from None
+
+    def mask_path(self, sub: str) -> str:
+        """Derivative mask of a target subject."""
+        from .segment import mask_relpath
+
+        ses = self.segment_target(sub)["session"]
+        return str(self.derivatives_dir / mask_relpath(sub, ses))
+
+    def mask_targets(self) -> list[str]:
+        """Every mask of the run (one per plan target)."""
+        return [self.mask_path(sub) for sub in self.segmentation["targets"]]
+
+    def segment_targets(self) -> list[str]:
+        """Masks, their dataset_description.json and the QC table (nothing without targets)."""
+        if not self.segmentation["targets"]:
+            return []
+        return [
+            *self.mask_targets(),
+            str(self.derivatives_dir / "dataset_description.json"),
+            str(self.qc_path),
+        ]
+
+    def dwi_inputs(self, sub: str) -> dict[str, str]:
+        """Source files prepare_dwi reads for a subject (absolute paths)."""
+        target = self.segment_target(sub)
+        keys = ("dwi", "bval", "bvec") if target["mode"] == "raw" else ("dwi", "adc")
+        return {k: str(self.bids_dir / target[k]) for k in keys}
+
+    def flair_input(self, sub: str) -> str | None:
+        """The subject's FLAIR (absolute), or None."""
+        flair = self.segment_target(sub).get("flair")
+        return str(self.bids_dir / flair) if flair else None
+
+    def expert_inputs(self) -> list[str]:
+        """Expert masks the QC compares with (absolute paths)."""
+        return [
+            str(self.bids_dir / t["expert_mask"])
+            for t in self.segmentation["targets"].values()
+            if t.get("expert_mask")
+        ]
 
     def label_pattern(self) -> str:
         """Wildcard constraint for subject labels: exactly the indexed ones."""
@@ -170,4 +237,32 @@ def prepare(
     else:
         cmap = ColumnMap.from_json(columns_path.read_text(encoding="utf-8"))
     people = read_participants(tsv)
-    return WorkflowSetup(config, out_dir, manifest, map_path, shards, rebuilt, cmap, people)
+    subjects = sorted({sub for sub, _ in shards.values()}, key=natural_key)
+    plan = _segmentation_plan(config, out_dir, manifest, subjects, refresh_index)
+    return WorkflowSetup(config, out_dir, manifest, map_path, shards, rebuilt, cmap, people, plan)
+
+
+def _segmentation_plan(
+    config: dict[str, Any],
+    out_dir: Path,
+    manifest: Manifest,
+    subjects: list[str],
+    refresh: bool,
+) -> dict[str, Any]:
+    """Plan the segmentation (main process) or read the plan (cluster jobs).
+
+    The main process reads per-file facts (b-values, header shapes) from
+    ``index/dwi_facts.json`` keyed by (path, size, mtime) and only opens files
+    that changed; jobs read ``index/segmentation.json`` and nothing else.
+    """
+    index = out_dir / "index"
+    plan_path = index / "segmentation.json"
+    if not refresh and plan_path.is_file():
+        return json.loads(plan_path.read_text(encoding="utf-8"))
+    from .dwi import FactCache, plan_json, plan_segmentation
+
+    facts = FactCache(manifest, index / "dwi_facts.json")
+    plan = plan_segmentation(manifest, subjects, config["segment"]["session"], facts)
+    facts.save()
+    write_if_changed(plan_path, plan_json(plan))
+    return plan

@@ -1,0 +1,662 @@
+"""DWI for lesion segmentation: which run of which session, and its trace and ADC.
+
+Two halves:
+
+* The **segmentation plan** (:func:`plan_segmentation`), made at parse time in
+  the main Snakemake process from the index and small reads (``.bval``/``.bvec``
+  text, NIfTI headers), decides per subject which session and DWI run to
+  segment, which b-shell to use and which FLAIR and expert mask go with it, or
+  why the subject cannot be segmented. Per-file facts are cached keyed by
+  (path, size, mtime) so that a warm parse reads no image.
+* :func:`prepare_dwi`, run by a job, turns the chosen run into the 3D images
+  DeepISLES reads: the b~1000 trace (geometric mean of the shell's volumes)
+  and the ADC in mm^2/s, on the DWI's grid.
+
+Real b-values are untidy (ARC, OpenNeuro ds004884): b0 is often written as 5,
+the 1000 shell as 990-1005, some runs are b0-only reverse-phase acquisitions,
+some have only a 2000 or 5000 shell. Hence shells are clusters, not exact
+values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bidsname import natural_key
+from .errors import BidsError, ConfigError, NiftiError
+from .fsutil import atomic_path, write_if_changed
+from .index import FileRecord, Manifest
+
+#: b-values at or below this are b0 (ARC writes b0 as 5).
+B0_MAX = 50.0
+#: The shell DeepISLES was trained on.
+TARGET_B = 1000.0
+#: A shell whose nominal b is within this of TARGET_B counts as "b~1000".
+TARGET_TOLERANCE = 100.0
+#: Consecutive sorted b-values further apart than this start a new shell.
+_SHELL_GAP = 100.0
+#: ADC values are clipped to [0, ADC_MAX] mm^2/s (free water is ~3e-3 at 37 C).
+ADC_MAX = 0.005
+FACTS_VERSION = 1
+PLAN_VERSION = 1
+
+
+# ----------------------------------------------------------------- b-values
+
+
+@dataclass(frozen=True)
+class Shell:
+    """A cluster of b-values: its nominal b and the volumes in it."""
+
+    b: float
+    volumes: tuple[int, ...]
+    mean_b: float
+
+
+def parse_bvals(text: str, name: str) -> list[float]:
+    """b-values of a ``.bval`` file (whitespace separated, one or more lines).
+
+    Raises
+    ------
+    BidsError
+        A value is not a finite non-negative number (names the file).
+    """
+    values = []
+    for token in text.split():
+        try:
+            value = float(token)
+        except ValueError:
+            raise BidsError(f"{name}: '{token}' is not a b-value") from None
+        if not math.isfinite(value) or value < 0:
+            raise BidsError(f"{name}: invalid b-value {token}")
+        values.append(value)
+    return values
+
+
+def bvec_count(text: str, name: str) -> int:
+    """Number of gradient directions in a ``.bvec`` file (3 rows; N x 3 accepted).
+
+    NaN entries (some converters write them for b0 rows) are allowed.
+
+    Raises
+    ------
+    BidsError
+        The file does not have 3 rows of equal length nor N rows of 3.
+    """
+    rows = [ln.split() for ln in text.splitlines() if ln.strip()]
+    for row in rows:
+        for token in row:
+            try:
+                float(token)
+            except ValueError:
+                raise BidsError(f"{name}: '{token}' is not a number") from None
+    lengths = {len(r) for r in rows}
+    if len(rows) == 3 and len(lengths) == 1:
+        return len(rows[0])
+    if rows and lengths == {3}:
+        return len(rows)
+    raise BidsError(
+        f"{name}: expected 3 rows of gradient directions, found {len(rows)} rows "
+        f"of lengths {sorted(lengths)}"
+    )
+
+
+def find_shells(bvals: Sequence[float]) -> tuple[tuple[int, ...], list[Shell]]:
+    """Split volumes into b0 (b <= 50) and shells of b > 50.
+
+    Sorted b-values closer than 100 s/mm^2 to their neighbour form one shell
+    (990, 995, 1000, 1005 -> the 1000 shell). A shell's nominal b is the median
+    of its volumes' b-values rounded to a multiple of 50.
+
+    Returns
+    -------
+    (b0 volume indices, shells sorted by b)
+    """
+    b0 = tuple(i for i, b in enumerate(bvals) if b <= B0_MAX)
+    weighted = sorted((b, i) for i, b in enumerate(bvals) if b > B0_MAX)
+    groups: list[list[tuple[float, int]]] = []
+    for b, i in weighted:
+        if groups and b - groups[-1][-1][0] <= _SHELL_GAP:
+            groups[-1].append((b, i))
+        else:
+            groups.append([(b, i)])
+    shells = []
+    for group in groups:
+        values = [b for b, _ in group]
+        nominal = round(float(np.median(values)) / 50.0) * 50.0
+        shells.append(Shell(nominal, tuple(sorted(i for _, i in group)), float(np.mean(values))))
+    return b0, shells
+
+
+def choose_shell(shells: Sequence[Shell]) -> Shell | None:
+    """The shell nearest b=1000 (ties: more volumes, then lower b); None without shells."""
+    if not shells:
+        return None
+    return min(shells, key=lambda s: (abs(s.b - TARGET_B), -len(s.volumes), s.b))
+
+
+# --------------------------------------------------------------- file facts
+
+
+def _file_key(rec: FileRecord) -> str:
+    return f"{rec.path}\0{rec.size}\0{rec.mtime_ns}"
+
+
+class FactCache:
+    """Per-file facts (image volumes, b-values, direction count) keyed by (path, size, mtime).
+
+    Stored as JSON in ``index/dwi_facts.json``; a warm parse reads that file
+    only. Unreadable files are cached with their error message.
+    """
+
+    def __init__(self, manifest: Manifest, path: Path | None) -> None:
+        self.manifest = manifest
+        self.path = path
+        self._old: dict[str, Any] = {}
+        self._used: dict[str, Any] = {}
+        if path is not None:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if data.get("version") == FACTS_VERSION:
+                    self._old = data.get("facts", {})
+            except (OSError, ValueError):
+                pass
+        self.reads = 0
+
+    def _get(self, rec: FileRecord, compute: Callable[[Path], Any]) -> Any:
+        key = _file_key(rec)
+        if key in self._used:
+            return self._used[key]
+        if key in self._old:
+            value = self._old[key]
+        else:
+            self.reads += 1
+            try:
+                value = compute(self.manifest.absolute(rec))
+            except (BidsError, OSError) as exc:
+                value = {"error": str(exc).replace(str(self.manifest.root) + "/", "")}
+        self._used[key] = value
+        return value
+
+    def volumes(self, rec: FileRecord) -> dict[str, Any]:
+        """``{"shape": [...]}`` from the header only, or ``{"error": ...}``."""
+        return self._get(rec, lambda p: {"shape": list(_header_shape(p, rec.path))})
+
+    def bvals(self, rec: FileRecord) -> dict[str, Any]:
+        """``{"bvals": [...]}`` or ``{"error": ...}``."""
+        return self._get(
+            rec, lambda p: {"bvals": parse_bvals(p.read_text(encoding="utf-8"), rec.path)}
+        )
+
+    def bvecs(self, rec: FileRecord) -> dict[str, Any]:
+        """``{"n": directions}`` or ``{"error": ...}``."""
+        return self._get(rec, lambda p: {"n": bvec_count(p.read_text(encoding="utf-8"), rec.path)})
+
+    def save(self) -> bool:
+        """Write the facts used by this parse (drops stale entries); True when rewritten."""
+        if self.path is None:
+            return False
+        text = json.dumps(
+            {"version": FACTS_VERSION, "facts": dict(sorted(self._used.items()))},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return write_if_changed(self.path, text + "\n")
+
+
+def _header_shape(path: Path, name: str) -> tuple[int, ...]:
+    from .nifti import parse_header
+
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    try:
+        return parse_header(head, name).shape
+    except NiftiError as exc:
+        raise BidsError(str(exc)) from None
+
+
+# ------------------------------------------------------------------ the plan
+
+
+def _run_label(rec: FileRecord) -> str:
+    """Short name of a run in reasons: the file name without sub/ses and extension."""
+    stem = rec.name.removesuffix(rec.extension)
+    return re.sub(r"^sub-[^_]+_(ses-[^_]+_)?", "", stem)
+
+
+def is_adc_image(rec: FileRecord) -> bool:
+    """An ADC map provided by the dataset (``_adc``, ``_ADC``, ``desc-ADC``, ``acq-ADC``)."""
+    return rec.is_image and (
+        rec.suffix.lower() == "adc"
+        or rec.entity("desc").lower() == "adc"
+        or rec.entity("acq").lower() == "adc"
+    )
+
+
+def is_trace_name(rec: FileRecord) -> bool:
+    """A trace-weighted DWI by name (``_trace``, ``_TRACEW``, ``acq-trace``, ``desc-trace``)."""
+    return rec.is_image and (
+        rec.suffix.lower() in ("trace", "tracew")
+        or "trace" in rec.entity("acq").lower()
+        or "trace" in rec.entity("desc").lower()
+    )
+
+
+def find_precomputed(
+    records: Sequence[FileRecord], volumes: Callable[[FileRecord], int | None]
+) -> tuple[FileRecord, FileRecord] | None:
+    """Trace and ADC images that a session already has, or None.
+
+    The one place that knows how datasets name them. ADC: :func:`is_adc_image`.
+    Trace: :func:`is_trace_name`, or a 3D ``_dwi`` image without a ``.bval``
+    (acute-stroke datasets such as ISLES'22 ship the scanner's trace as
+    ``_dwi`` next to an ``_adc``). Both must be in the same scope (raw or one
+    derivatives pipeline); raw wins.
+    """
+    for scope in sorted({r.scope for r in records}, key=lambda s: (s != "raw", s)):
+        inscope = [r for r in records if r.scope == scope and r.is_image]
+        adcs = sorted((r for r in inscope if is_adc_image(r)), key=lambda r: natural_key(r.name))
+        if not adcs:
+            continue
+        names = {r.path for r in records}
+        traces = []
+        for r in inscope:
+            if is_adc_image(r):
+                continue
+            bare_3d = r.suffix == "dwi" and _companion(r, ".bval") not in names and volumes(r) == 1
+            if is_trace_name(r) or bare_3d:
+                traces.append(r)
+        if traces:
+            return sorted(traces, key=lambda r: natural_key(r.name))[0], adcs[0]
+    return None
+
+
+def _companion(rec: FileRecord, ext: str) -> str:
+    return rec.path[: -len(rec.extension)] + ext
+
+
+@dataclass
+class RunVerdict:
+    """Whether a DWI run can be used, and how."""
+
+    rec: FileRecord
+    reason: str | None = None  # why not
+    shell: Shell | None = None
+    n_b0: int = 0
+    n_volumes: int = 0
+
+    def rank(self) -> tuple[object, ...]:
+        assert self.shell is not None
+        near = abs(self.shell.b - TARGET_B) <= TARGET_TOLERANCE
+        distance = abs(self.shell.b - TARGET_B)
+        return (not near, distance, -len(self.shell.volumes), natural_key(self.rec.name))
+
+
+def judge_run(rec: FileRecord, names: dict[str, FileRecord], facts: FactCache) -> RunVerdict:
+    """Check one multi-volume DWI run: image volumes, bval/bvec, b0 and shells."""
+    label = _run_label(rec)
+    bval = names.get(_companion(rec, ".bval"))
+    bvec = names.get(_companion(rec, ".bvec"))
+    if bval is None or bvec is None:
+        missing = ".bval" if bval is None else ".bvec"
+        return RunVerdict(rec, f"{label} has no {missing}")
+    head = facts.volumes(rec)
+    if "error" in head:
+        return RunVerdict(rec, head["error"])
+    shape = head["shape"]
+    n_vol = shape[3] if len(shape) > 3 else 1
+    bv = facts.bvals(bval)
+    if "error" in bv:
+        return RunVerdict(rec, bv["error"])
+    bvals = bv["bvals"]
+    if len(bvals) != n_vol:
+        return RunVerdict(
+            rec, f"{label}: .bval has {len(bvals)} values but the image has {n_vol} volumes"
+        )
+    vec = facts.bvecs(bvec)
+    if "error" in vec:
+        return RunVerdict(rec, vec["error"])
+    if vec["n"] != len(bvals):
+        return RunVerdict(
+            rec, f"{label}: .bvec has {vec['n']} directions but .bval has {len(bvals)} values"
+        )
+    b0, shells = find_shells(bvals)
+    if not shells:
+        return RunVerdict(rec, f"{label} is b0-only", n_b0=len(b0), n_volumes=n_vol)
+    if not b0:
+        return RunVerdict(rec, f"{label} has no b0 volume (b <= {B0_MAX:g})", n_volumes=n_vol)
+    return RunVerdict(rec, None, choose_shell(shells), len(b0), n_vol)
+
+
+def _in_session(ses: str, reason: str) -> str:
+    return f"ses-{ses}: {reason}" if ses else reason
+
+
+def _judge_session(
+    manifest: Manifest, sub: str, ses: str, facts: FactCache
+) -> tuple[dict[str, Any] | None, str]:
+    """Target of one session, or None and the reason."""
+    records = manifest.files_for(sub, ses)
+    names = {r.path: r for r in records}
+    raw_dwi = [
+        r
+        for r in records
+        if r.scope == "raw" and r.datatype == "dwi" and r.is_image and r.suffix == "dwi"
+    ]
+
+    def n_volumes(rec: FileRecord) -> int | None:
+        head = facts.volumes(rec)
+        if "error" in head:
+            return None
+        shape = head["shape"]
+        return shape[3] if len(shape) > 3 else 1
+
+    target: dict[str, Any] | None = None
+    pre = find_precomputed([r for r in records if r.datatype == "dwi"], n_volumes)
+    if pre is not None:
+        trace, adc = pre
+        target = {
+            "mode": "precomputed",
+            "dwi": trace.path,
+            "adc": adc.path,
+            "bval": None,
+            "bvec": None,
+            "shell": None,
+            "n_b0": None,
+            "n_shell": None,
+            "skipped": {},
+        }
+    else:
+        multi = [r for r in raw_dwi if not is_trace_name(r) and not is_adc_image(r)]
+        if not multi:
+            return None, "no DWI run"
+        verdicts = [judge_run(r, names, facts) for r in multi]
+        usable = sorted((v for v in verdicts if v.reason is None), key=RunVerdict.rank)
+        if not usable:
+            return None, "; ".join(str(v.reason) for v in verdicts)
+        best = usable[0]
+        assert best.shell is not None
+        skipped = {v.rec.name: str(v.reason) for v in verdicts if v.reason is not None}
+        for v in usable[1:]:  # usable, but ranked lower: say why it was not chosen
+            assert v.shell is not None
+            skipped[v.rec.name] = (
+                f"{len(v.shell.volumes)} volumes at b={v.shell.b:g}, not preferred"
+            )
+        target = {
+            "mode": "raw",
+            "dwi": best.rec.path,
+            "adc": None,
+            "bval": _companion(best.rec, ".bval"),
+            "bvec": _companion(best.rec, ".bvec"),
+            "shell": best.shell.b,
+            "n_b0": best.n_b0,
+            "n_shell": len(best.shell.volumes),
+            "skipped": dict(sorted(skipped.items(), key=lambda kv: natural_key(kv[0]))),
+        }
+    flairs = sorted(
+        (
+            r
+            for r in records
+            if r.scope == "raw" and r.datatype == "anat" and r.suffix == "FLAIR" and r.is_image
+        ),
+        key=lambda r: natural_key(r.name),
+    )
+    experts = sorted(
+        (
+            r
+            for r in records
+            if r.scope != "raw"
+            and r.is_image
+            and r.suffix == "mask"
+            and r.entity("desc") == "lesion"
+            and r.scope != "derivatives/deepisles"
+        ),
+        key=lambda r: (r.scope != "derivatives/lesion_masks", natural_key(r.path)),
+    )
+    target["session"] = ses
+    target["flair"] = flairs[0].path if flairs else None
+    target["expert_mask"] = experts[0].path if experts else None
+    return target, ""
+
+
+def _strip(label: str, prefix: str) -> str:
+    return label[len(prefix) :] if label.startswith(prefix) else label
+
+
+def normalize_session_choice(
+    choice: str | dict[str, str], sessions: dict[str, list[str]]
+) -> str | dict[str, str]:
+    """Check ``segment.session``: ``earliest``, ``latest`` or {subject: session}.
+
+    Raises
+    ------
+    ConfigError
+        A subject or session of the mapping is not in the dataset.
+    """
+    if isinstance(choice, str):
+        return choice
+    out = {}
+    for key, value in choice.items():
+        sub, ses = _strip(str(key), "sub-"), _strip(str(value), "ses-")
+        if sub not in sessions:
+            raise ConfigError(f"config key 'segment.session': sub-{sub} is not in the dataset")
+        if ses not in sessions[sub]:
+            known = ", ".join(f"ses-{s}" for s in sessions[sub]) or "none"
+            raise ConfigError(
+                f"config key 'segment.session': sub-{sub} has no session ses-{ses} "
+                f"(sessions: {known})"
+            )
+        out[sub] = ses
+    return out
+
+
+def plan_segmentation(
+    manifest: Manifest,
+    subjects: Sequence[str],
+    session_choice: str | dict[str, str] = "earliest",
+    facts: FactCache | None = None,
+) -> dict[str, Any]:
+    """Decide, per subject, what to segment (interface 1 of the workflow).
+
+    Parameters
+    ----------
+    manifest
+        The indexed dataset.
+    subjects
+        Subject labels of the run (the ``subjects`` filter applied).
+    session_choice
+        ``earliest`` (first session, natural order, with usable DWI),
+        ``latest``, or a mapping subject -> session (other subjects: earliest).
+    facts
+        Cache of per-file facts (a fresh one reads every file it needs).
+
+    Returns
+    -------
+    dict
+        ``{"version", "targets": {sub: {...}}, "excluded": {sub: reason}}``,
+        keys sorted.
+    """
+    facts = facts or FactCache(manifest, None)
+    sessions: dict[str, list[str]] = {sub: [] for sub in subjects}
+    for sub, ses in manifest.shard_keys():  # naturally sorted
+        if sub in sessions:
+            sessions[sub].append(ses)
+    choice = normalize_session_choice(session_choice, sessions)
+    targets: dict[str, Any] = {}
+    excluded: dict[str, str] = {}
+    for sub in subjects:
+        order = sessions[sub]
+        if isinstance(choice, dict) and sub in choice:
+            candidates, forced = [choice[sub]], True
+        else:
+            candidates = list(reversed(order)) if choice == "latest" else order
+            forced = False
+        reasons: list[str] = []
+        for ses in candidates:
+            target, reason = _judge_session(manifest, sub, ses, facts)
+            if target is not None:
+                if reasons:
+                    target["notes"] = reasons
+                targets[sub] = target
+                break
+            if reason != "no DWI run" or forced:
+                reasons.append(_in_session(ses, reason))
+        else:
+            if forced:
+                excluded[sub] = f"segment.session chose {reasons[0]}"
+            elif not reasons:
+                excluded[sub] = "no DWI run"
+            else:
+                excluded[sub] = "no usable DWI: " + "; ".join(reasons)
+    return {
+        "version": PLAN_VERSION,
+        "targets": dict(sorted(targets.items(), key=lambda kv: natural_key(kv[0]))),
+        "excluded": dict(sorted(excluded.items(), key=lambda kv: natural_key(kv[0]))),
+    }
+
+
+def plan_json(plan: dict[str, Any]) -> str:
+    """Canonical text of a plan (sorted keys: same plan, same bytes)."""
+    return json.dumps(plan, indent=1, sort_keys=True) + "\n"
+
+
+# --------------------------------------------------------------- prepare_dwi
+
+
+def read_image(path: Path, name: str, dtype: Any = None) -> tuple[Any, np.ndarray]:
+    """Load a NIfTI image and its data; a broken file raises :class:`BidsError` naming ``name``.
+
+    ``dtype`` None keeps the stored type (int16 DWI stays int16: half the memory).
+    """
+    import nibabel as nib
+
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj) if dtype is None else np.asarray(img.dataobj, dtype)
+    except Exception as exc:  # nibabel, gzip and zlib raise many unrelated types
+        raise BidsError(f"{name}: unreadable image ({type(exc).__name__}: {exc})") from None
+    return img, data
+
+
+def _save_3d(data: np.ndarray, ref: Any, dest: Path) -> None:
+    """Write float32 ``data`` on the grid of nibabel image ``ref`` (3D), atomically."""
+    import gzip
+
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data.astype(np.float32), ref.affine)
+    img.set_qform(ref.get_qform(), code=int(ref.header["qform_code"]) or 1)
+    img.set_sform(ref.get_sform(), code=int(ref.header["sform_code"]) or 1)
+    img.header.set_xyzt_units(*ref.header.get_xyzt_units())
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
+
+
+def compute_trace_adc(
+    data: np.ndarray, bvals: Sequence[float], shell: Shell, b0: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trace, ADC (mm^2/s) and S0 from a 4D DWI array.
+
+    trace = geometric mean of the shell's volumes, S0 = mean of the b0 volumes,
+    ADC = -ln(trace / S0) / b with b the shell's mean b-value; where either
+    signal is not positive the ADC is 0; clipped to [0, ADC_MAX]. Works one
+    volume at a time in float32, so memory is the input plus a few volumes.
+    """
+    shape = data.shape[:3]
+    s0 = np.zeros(shape, np.float32)
+    for i in b0:
+        s0 += data[..., i]
+    s0 /= len(b0)
+    log_sum = np.zeros(shape, np.float32)
+    positive = np.ones(shape, bool)
+    for i in shell.volumes:
+        vol = data[..., i].astype(np.float32)
+        positive &= vol > 0
+        np.maximum(vol, np.float32(1e-6), out=vol)
+        log_sum += np.log(vol)
+    log_trace = log_sum / len(shell.volumes)
+    trace = np.exp(log_trace)
+    trace[~positive] = 0.0
+    valid = positive & (s0 > 0)
+    adc = np.zeros(shape, np.float32)
+    b = float(np.mean([bvals[i] for i in shell.volumes]))
+    adc[valid] = (np.log(s0[valid]) - log_trace[valid]) / b
+    np.clip(adc, 0.0, ADC_MAX, out=adc)
+    return trace, adc, s0
+
+
+def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Write ``dwi.nii.gz`` (trace) and ``adc.nii.gz`` for one plan target.
+
+    Parameters
+    ----------
+    root
+        BIDS dataset root.
+    target
+        The subject's entry of the segmentation plan.
+    out_dir
+        ``{out_dir}/work/deepisles/sub-<label>``.
+
+    Returns
+    -------
+    dict
+        What was used (also written to ``prepared.json`` by the caller).
+
+    Raises
+    ------
+    BidsError
+        The DWI no longer matches its b-values, or has no usable volumes.
+    """
+    img, data = read_image(root / target["dwi"], target["dwi"])
+    info: dict[str, Any] = {
+        "mode": target["mode"],
+        "session": target["session"],
+        "dwi": target["dwi"],
+    }
+    if target["mode"] == "precomputed":
+        adc_img, adc = read_image(root / target["adc"], target["adc"], np.float32)
+        trace, adc = np.squeeze(data.astype(np.float32)), np.squeeze(adc)
+        if trace.ndim != 3 or adc.shape != trace.shape:
+            raise BidsError(
+                f"{target['adc']}: ADC shape {adc.shape} does not match the trace {trace.shape}"
+            )
+        if not np.allclose(adc_img.affine, img.affine, atol=1e-3):
+            raise BidsError(f"{target['adc']}: not on the grid of {target['dwi']}")
+        # Scanners store ADC in 1e-6 mm^2/s; tissue is ~1e-3 mm^2/s.
+        scale = 1e-6 if adc.any() and float(np.percentile(adc[adc > 0], 99)) > 0.1 else 1.0
+        adc = np.clip(adc * scale, 0.0, ADC_MAX)
+        info.update({"adc": target["adc"], "adc_scale": scale})
+    else:
+        bvals = parse_bvals((root / target["bval"]).read_text(encoding="utf-8"), target["bval"])
+        n_vol = data.shape[3] if data.ndim == 4 else 1
+        if data.ndim != 4 or len(bvals) != n_vol:
+            raise BidsError(
+                f"{target['dwi']}: {n_vol} volume(s) but {target['bval']} has {len(bvals)} values"
+            )
+        b0, shells = find_shells(bvals)
+        shell = next((s for s in shells if s.b == target["shell"]), None)
+        if shell is None or not b0:
+            raise BidsError(f"{target['bval']}: no b0 or no b={target['shell']:g} shell any more")
+        trace, adc, _s0 = compute_trace_adc(data, bvals, shell, b0)
+        info.update(
+            {
+                "bval": target["bval"],
+                "shell": shell.b,
+                "shell_mean_b": round(shell.mean_b, 3),
+                "shell_volumes": list(shell.volumes),
+                "b0_volumes": list(b0),
+            }
+        )
+    _save_3d(trace, img, out_dir / "dwi.nii.gz")
+    _save_3d(adc, img, out_dir / "adc.nii.gz")
+    info["flair"] = target.get("flair")
+    info["shape"] = list(trace.shape)
+    return info

@@ -1,0 +1,312 @@
+"""Lesion masks: the CPU threshold segmenter, the common output check, the derivative dataset.
+
+Two backends write a mask per subject: DeepISLES in its container
+(:mod:`bids2hub.deepisles`) and :func:`segment_threshold`, a real CPU
+segmenter for the demo and CI. Whatever wrote it, :func:`check_mask` decides
+whether the result is a usable mask on the DWI's grid, and :func:`write_mask`
+stores it (uint8, the DWI's affine, atomically) in the BIDS derivatives
+dataset ``hub/derivatives/deepisles``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from . import __version__
+from .errors import SegmentationError
+from .fsutil import atomic_path, write_if_changed
+
+#: Acute infarcts have ADC below about 620e-6 mm^2/s (e.g. RAPID's threshold).
+ADC_THRESHOLD = 620e-6
+#: Connected components smaller than this (mL) are dropped.
+MIN_LESION_ML = 0.2
+DERIVATIVE_NAME = "deepisles"
+BACKENDS = ("deepisles", "threshold")
+
+
+# ------------------------------------------------------------------ threshold
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a 1D array (maximises the between-class variance)."""
+    hist, edges = np.histogram(values, bins=bins)
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    weight0 = np.cumsum(hist)
+    weight1 = weight0[-1] - weight0
+    sum0 = np.cumsum(hist * centers)
+    mean0 = sum0 / np.maximum(weight0, 1)
+    mean1 = (sum0[-1] - sum0) / np.maximum(weight1, 1)
+    between = weight0 * weight1 * (mean0 - mean1) ** 2
+    return float(centers[int(np.argmax(between))])
+
+
+def brain_mask(trace: np.ndarray) -> np.ndarray:
+    """Brain mask of a b~1000 trace: Otsu on the signal, largest component, holes filled,
+    then one erosion (brain-edge voxels sit on the noise floor, where the ADC is biased low)."""
+    from scipy import ndimage
+
+    positive = trace[trace > 0]
+    if positive.size == 0:
+        return np.zeros(trace.shape, bool)
+    mask = trace > otsu_threshold(positive)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    mask = labels == (int(np.argmax(sizes)) + 1)
+    mask = ndimage.binary_closing(mask, iterations=2)
+    mask = ndimage.binary_fill_holes(mask)
+    return ndimage.binary_erosion(mask)
+
+
+def threshold_lesion(
+    trace: np.ndarray,
+    adc: np.ndarray,
+    voxel_ml: float,
+    *,
+    adc_threshold: float = ADC_THRESHOLD,
+    min_lesion_ml: float = MIN_LESION_ML,
+) -> np.ndarray:
+    """Lesion mask: ADC below ``adc_threshold`` inside the brain, DWI not hypointense,
+    components smaller than ``min_lesion_ml`` removed.
+
+    The trace condition (at least the brain's median trace) keeps out voxels
+    with a low ADC from noise (CSF partial volume, the noise floor): an acute
+    infarct is bright on DWI and dark on ADC.
+    """
+    from scipy import ndimage
+
+    brain = brain_mask(trace)
+    if not brain.any():
+        return np.zeros(trace.shape, np.uint8)
+    bright = trace >= np.median(trace[brain])
+    lesion = brain & bright & (adc > 0) & (adc < adc_threshold)
+    labels, n = ndimage.label(lesion)
+    if n:
+        sizes = ndimage.sum_labels(lesion, labels, index=np.arange(1, n + 1)) * voxel_ml
+        keep = np.concatenate([[False], sizes >= min_lesion_ml])
+        lesion = keep[labels]
+    return lesion.astype(np.uint8)
+
+
+def segment_threshold(
+    dwi: Path,
+    adc: Path,
+    flair: Path | None,
+    out: Path,
+    *,
+    adc_threshold: float = ADC_THRESHOLD,
+    min_lesion_ml: float = MIN_LESION_ML,
+) -> None:
+    """The CPU backend: write a binary uint8 lesion mask on the DWI grid to ``out``, atomically.
+
+    Parameters
+    ----------
+    dwi, adc
+        3D b~1000 trace and ADC (mm^2/s) on one grid, as :func:`bids2hub.dwi.prepare_dwi`
+        writes them.
+    flair
+        Unused (accepted so that both backends share one signature).
+    out
+        Destination ``.nii.gz``.
+    """
+    from .dwi import read_image
+
+    del flair
+    ref, trace = read_image(Path(dwi), str(dwi), np.float32)
+    adc_img, adc_data = read_image(Path(adc), str(adc), np.float32)
+    if trace.shape != adc_data.shape or not np.allclose(ref.affine, adc_img.affine, atol=1e-4):
+        raise SegmentationError(f"{adc}: not on the grid of {dwi}")
+    voxel_ml = float(np.prod(ref.header.get_zooms()[:3])) / 1000.0
+    mask = threshold_lesion(
+        trace, adc_data, voxel_ml, adc_threshold=adc_threshold, min_lesion_ml=min_lesion_ml
+    )
+    write_mask(mask, ref, Path(out))
+
+
+# ------------------------------------------------------------ output checks
+
+
+def check_mask(mask: Path, reference: Path) -> np.ndarray:
+    """Check a segmentation result and return it as uint8 0/1.
+
+    Parameters
+    ----------
+    mask
+        What the backend wrote.
+    reference
+        The prepared DWI (trace) it must share a grid with.
+
+    Raises
+    ------
+    SegmentationError
+        Naming ``mask``: missing, empty file, unreadable, not 3D, not binary,
+        or not on the reference grid (shape or affine).
+    """
+    import nibabel as nib
+
+    mask = Path(mask)
+    if not mask.is_file():
+        raise SegmentationError(f"{mask}: the segmentation wrote no mask")
+    if mask.stat().st_size == 0:
+        raise SegmentationError(f"{mask}: the mask file is empty (0 bytes)")
+    try:
+        img = nib.load(mask)
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises several unrelated types
+        raise SegmentationError(f"{mask}: not a readable NIfTI image ({exc})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise SegmentationError(f"{mask}: expected a 3D mask, got shape {data.shape}")
+    values = np.unique(data)
+    if not np.isin(values, (0, 1)).all():
+        shown = ", ".join(f"{v:g}" for v in values[:5])
+        raise SegmentationError(f"{mask}: not a binary mask (values {shown}...)")
+    ref = nib.load(reference)
+    if data.shape != tuple(ref.shape[:3]):
+        raise SegmentationError(
+            f"{mask}: shape {data.shape} differs from the DWI {tuple(ref.shape[:3])} ({reference})"
+        )
+    if not np.allclose(img.affine, ref.affine, atol=1e-3):
+        raise SegmentationError(f"{mask}: affine differs from the DWI's ({reference})")
+    return data.astype(np.uint8)
+
+
+def write_mask(mask: np.ndarray, ref: Any, dest: Path) -> None:
+    """Write a uint8 mask with the qform/sform of nibabel image ``ref``, atomically.
+
+    Deterministic bytes (gzip mtime 0): the same mask gives the same file.
+    """
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), ref.affine)
+    img.set_qform(ref.get_qform(), code=int(ref.header["qform_code"]) or 1)
+    img.set_sform(ref.get_sform(), code=int(ref.header["sform_code"]) or 1)
+    img.header.set_xyzt_units(ref.header.get_xyzt_units()[0])
+    img.header.set_data_dtype(np.uint8)
+    with atomic_path(Path(dest)) as tmp:
+        tmp.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
+
+
+def segment_subject(
+    backend: str,
+    dwi: Path,
+    adc: Path,
+    flair: Path | None,
+    out: Path,
+    *,
+    image: Path | None = None,
+    fast: bool = False,
+    skull_strip: bool = False,
+    log: TextIO | None = None,
+    threshold_options: dict[str, float] | None = None,
+    run_deepisles: Callable[..., None] | None = None,
+) -> np.ndarray:
+    """Run a backend, check its result and write the derivative mask to ``out``.
+
+    The backend writes into a scratch folder next to ``out``; only a mask that
+    passes :func:`check_mask` is renamed onto ``out``, so a failure leaves
+    nothing in the derivatives dataset.
+
+    Raises
+    ------
+    SegmentationError
+        The backend failed or its mask is unusable.
+    """
+    import nibabel as nib
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        raw = scratch / "lesion_msk.nii.gz"
+        if backend == "threshold":
+            segment_threshold(dwi, adc, flair, raw, **(threshold_options or {}))
+        elif backend == "deepisles":
+            if image is None:
+                raise SegmentationError("backend deepisles needs the container image")
+            if run_deepisles is None:
+                from .deepisles import run_deepisles  # the container stage's module
+            run_deepisles(image, dwi, adc, flair, raw, fast=fast, skull_strip=skull_strip, log=log)
+        else:
+            raise SegmentationError(f"unknown segmentation backend '{backend}'")
+        mask = check_mask(raw, dwi)
+        write_mask(mask, nib.load(dwi), out)
+        return mask
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(scratch)
+
+
+# ------------------------------------------------------- derivatives dataset
+
+
+def mask_relpath(sub: str, ses: str) -> str:
+    """Path of a subject's mask inside the derivatives dataset (no ses- without sessions)."""
+    if ses:
+        return f"sub-{sub}/ses-{ses}/dwi/sub-{sub}_ses-{ses}_desc-lesion_mask.nii.gz"
+    return f"sub-{sub}/dwi/sub-{sub}_desc-lesion_mask.nii.gz"
+
+
+def generated_by(
+    backend: str, *, container_uri: str | None = None, version: str | None = None
+) -> list[dict[str, Any]]:
+    """``GeneratedBy`` of the derivative dataset for a backend."""
+    if backend == "threshold":
+        return [
+            {
+                "Name": "bids2hub-threshold",
+                "Version": __version__,
+                "Description": f"ADC below {ADC_THRESHOLD * 1e6:g}e-6 mm^2/s inside the brain, "
+                "hyperintense on the b~1000 trace, small components removed",
+            }
+        ]
+    if backend == "deepisles":
+        if not container_uri:
+            raise SegmentationError("backend deepisles: the container reference is unknown")
+        from .deepisles import generated_by_uri
+
+        entry = generated_by_uri(container_uri)
+        if version:
+            entry["Version"] = version
+        return [entry, {"Name": "bids2hub", "Version": __version__}]
+    raise SegmentationError(f"unknown segmentation backend '{backend}'")
+
+
+def description_json(
+    backend: str,
+    source: dict[str, Any],
+    *,
+    container_uri: str | None = None,
+    version: str | None = None,
+) -> str:
+    """Text of the derivative's ``dataset_description.json`` (deterministic).
+
+    ``source`` is the raw dataset's own description: its name, and its DOI as
+    ``SourceDatasets`` when it has one.
+    """
+    desc: dict[str, Any] = {
+        "Name": f"Lesion masks of {source.get('Name') or 'a BIDS dataset'}",
+        "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": generated_by(backend, container_uri=container_uri, version=version),
+    }
+    doi = source.get("DatasetDOI")
+    if doi:
+        desc["SourceDatasets"] = [{"DOI": doi if doi.startswith("doi:") else f"doi:{doi}"}]
+    return json.dumps(desc, indent=2) + "\n"
+
+
+def write_description(dest: Path, text: str) -> None:
+    """Write the description (keeps the mtime when unchanged)."""
+    write_if_changed(Path(dest), text)

@@ -1,0 +1,103 @@
+# Helpers of rules/segment.smk: constraints and input functions (O(1) per job).
+import json
+import shlex
+
+
+wildcard_constraints:
+    maskpath=r"(ses-[a-zA-Z0-9]+/)?dwi/sub-[a-zA-Z0-9]+(_ses-[a-zA-Z0-9]+)?",
+
+
+SEGMENT = SETUP.config["segment"]
+SEGMENT_BACKEND = SEGMENT["backend"]
+
+
+def _target(wildcards):
+    try:
+        return SETUP.segment_target(wildcards.sub)
+    except KeyError as exc:
+        raise WorkflowError(str(exc.args[0])) from None
+
+
+def dwi_sources(wildcards):
+    """The chosen DWI run with its .bval/.bvec, or the dataset's trace and ADC."""
+    _target(wildcards)
+    return SETUP.dwi_inputs(wildcards.sub)
+
+
+def dwi_target_json(wildcards):
+    """The subject's plan entry: a parameter, so a new choice reruns the subject."""
+    return json.dumps(_target(wildcards), sort_keys=True)
+
+
+def dwi_mem_mb(wildcards, input):
+    """The DWI in memory (gzip ratio ~2-3 for int16 DWI) plus float32 work volumes."""
+    return 500 + int(8 * input.size_mb)
+
+
+def segment_sources(wildcards):
+    """Prepared trace and ADC, the FLAIR when there is one, the image for deepisles."""
+    _target(wildcards)
+    if SETUP.mask_path(wildcards.sub) != _mask_output(wildcards):
+        raise WorkflowError(
+            f"{_mask_output(wildcards)} is not the mask the plan gives sub-{wildcards.sub}"
+        )
+    work = f"{OUT}/work/deepisles/sub-{wildcards.sub}"
+    inputs = {"dwi": f"{work}/dwi.nii.gz", "adc": f"{work}/adc.nii.gz"}
+    flair = SETUP.flair_input(wildcards.sub)
+    if flair:
+        inputs["flair"] = flair
+    if SEGMENT_BACKEND == "deepisles":
+        # The verified image's receipt; ancient: a re-pull reruns no subject.
+        inputs["image_receipt"] = ancient(DEEPISLES_RECEIPT)
+    return inputs
+
+
+def _mask_output(wildcards):
+    return (
+        f"{SETUP.derivatives_dir}/sub-{wildcards.sub}/"
+        f"{wildcards.maskpath}_desc-lesion_mask.nii.gz"
+    )
+
+
+def segment_options(wildcards, input):
+    """Backend-specific arguments of `bids2hub segment run`."""
+    args = []
+    if "flair" in input.keys():
+        args.append(f"--flair {shlex.quote(input.flair)}")
+    if SEGMENT_BACKEND == "deepisles":
+        args.append(f"--image {shlex.quote(DEEPISLES_IMAGE)}")
+        if DEEPISLES["fast"]:
+            args.append("--fast")
+        if DEEPISLES["skull_strip"]:
+            args.append("--skull-strip")
+    else:
+        args.append(f"--adc-threshold {SEGMENT['adc_threshold']!r}")
+        args.append(f"--min-lesion-ml {SEGMENT['min_lesion_ml']!r}")
+    return " ".join(args)
+
+
+def segment_resources():
+    """GPU and partition for DeepISLES; nothing special for the CPU backend."""
+    if SEGMENT_BACKEND != "deepisles":
+        return {"mem_mb": 2000}
+    res = {"gpu": 1, "mem_mb": 16000, "runtime": 60}
+    if SEGMENT["partition"]:
+        res["slurm_partition"] = SEGMENT["partition"]
+    return res
+
+
+def description_params():
+    """`bids2hub segment describe` arguments (deterministic content)."""
+    if SEGMENT_BACKEND != "deepisles":
+        return ""
+    return f"--container-uri {shlex.quote(DEEPISLES['uri'])}"
+
+
+def bids_root(wildcards):
+    """The BIDS dataset (the rules read files below it by relative plan paths)."""
+    return str(SETUP.bids_dir)
+
+
+def derivatives_root(wildcards):
+    """The lesion-mask derivatives dataset."""
+    return str(SETUP.derivatives_dir)
