@@ -32,7 +32,9 @@ def _nifti_table(tmp_path: Path, n: int) -> tuple[pa.Table, list[bytes]]:
     table = pa.table(
         {
             "subject_id": pa.array([f"sub-{i}" for i in range(n)]),
-            "image": pa.array([{"bytes": c, "path": f"img{i}.nii.gz"} for i, c in enumerate(cells)], nifti),
+            "image": pa.array(
+                [{"bytes": c, "path": f"img{i}.nii.gz"} for i, c in enumerate(cells)], nifti
+            ),
         }
     )
     features = {"subject_id": {"dtype": "string", "_type": "Value"}, "image": {"_type": "Nifti"}}
