@@ -10,7 +10,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from bids2hub.errors import HubError
 from bids2hub.hub import (
     PARTIAL_NAME,

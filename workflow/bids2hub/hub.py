@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import __version__
-from .errors import HubError
+from .errors import ConfigError, HubError
 from .fsutil import atomic_path
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,30 @@ def redact(text: str) -> str:
     return text
 
 
+def check_push_config(hub: dict[str, Any]) -> bool:
+    """Whether the push is configured; a one-line error if ``push`` lacks ``repo_id``."""
+    if hub.get("push") and not hub.get("repo_id"):
+        raise ConfigError(
+            "config key 'hub.repo_id' is required when 'hub.push' is true "
+            "(set it to 'owner/name' of the dataset repository)"
+        )
+    return bool(hub.get("push"))
+
+
+_SIGNED = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
+
+
+class RedactFilter(logging.Filter):
+    """Logging filter: no token, and no query strings (presigned upload URLs carry signatures)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = _SIGNED.sub(r"\1?<redacted>", redact(text))
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
 # --- local side --------------------------------------------------------------------------------
 
 
@@ -177,10 +202,7 @@ def list_local(folder: Path, cache: dict[str, Any] | None = None) -> dict[str, L
         rel = path.relative_to(folder).as_posix()
         key = _stat_key(path)
         hit = cache.get(rel)
-        if hit and tuple(hit.get("stat", ())) == key:
-            sha = hit["sha256"]
-        else:
-            sha = _sha256(path)
+        sha = hit["sha256"] if hit and tuple(hit.get("stat", ())) == key else _sha256(path)
         out[rel] = LocalFile(rel, path, key[0], sha, key)
     return out
 
