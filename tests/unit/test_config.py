@@ -8,7 +8,9 @@ def test_defaults_filled_in() -> None:
     assert cfg["out_dir"] == "results"
     assert cfg["dataset"] is None
     assert cfg["segment"] == {"backend": "threshold"}
-    assert cfg["hub"] == {"push": False, "repo_id": None, "private": True}
+    assert cfg["hub"]["push"] is False and cfg["hub"]["repo_id"] is None
+    assert cfg["hub"]["private"] is True and cfg["hub"]["revision"] == "main"
+    assert cfg["hub"]["retry"]["max_attempts"] == 5 and cfg["hub"]["delete_remote"] is False
     assert cfg["shards"] == {"content_defined_chunking": False}
 
 
