@@ -74,3 +74,46 @@ def arc_tree(tmp_path: Path, arc_subjects: list[str]) -> Path:
     from bids2hub.synthetic import write_arc_like_tree
 
     return write_arc_like_tree(tmp_path / "bids", arc_subjects)
+
+
+@pytest.fixture()
+def hub_server(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """A local Hub test server (tests/hubserver.py) and an environment pointing at it.
+
+    ``HF_ENDPOINT`` is the server, ``HF_HUB_DISABLE_XET=1``, ``HF_TOKEN`` a token the
+    server accepts (``server.token``), and ``HF_HOME``/``HF_DATASETS_CACHE`` are fresh
+    folders (never the user's cache). Subprocesses started with :func:`tool_env` inherit it.
+    """
+    import secrets
+
+    from tests.hubserver import HubServer
+
+    base = tmp_path_factory.mktemp("hub")
+    token = f"hf_test_{secrets.token_hex(12)}"
+    server = HubServer(base / "server", {token}).start()
+    server.token = token  # type: ignore[attr-defined]
+    env = {
+        "HF_ENDPOINT": server.url,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_TOKEN": token,
+        "HF_HOME": str(base / "hf-home"),
+        "HF_DATASETS_CACHE": str(base / "datasets-cache"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    # huggingface_hub reads these once at import: patch the values of this process too.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(
+        constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        server.url + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(base / "hf-home" / "token"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(base / "hf-home" / "hub"))
+    yield server
+    server.stop()

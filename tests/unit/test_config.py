@@ -17,7 +17,9 @@ def test_defaults_filled_in() -> None:
         "skull_strip": False,
     }
     assert cfg["segment"]["session"] == "earliest"
-    assert cfg["hub"] == {"push": False, "repo_id": None, "private": True}
+    assert cfg["hub"]["push"] is False and cfg["hub"]["repo_id"] is None
+    assert cfg["hub"]["private"] is True and cfg["hub"]["revision"] == "main"
+    assert cfg["hub"]["retry"]["max_attempts"] == 5 and cfg["hub"]["delete_remote"] is False
     assert cfg["shards"] == {"content_defined_chunking": False}
 
 

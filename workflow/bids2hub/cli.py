@@ -211,6 +211,63 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_segment_qc)
 
 
+def _cmd_dataset_card(args: argparse.Namespace) -> int:
+    from .card import load_card_inputs, render_card
+    from .fsutil import write_if_changed
+
+    inputs = load_card_inputs(
+        bids_description=Path(args.bids_description),
+        columns=Path(args.columns),
+        repo_id=args.repo_id or None,
+        n_subjects=args.n_subjects,
+        n_sessions=args.n_sessions,
+        report=Path(args.report) if args.report else None,
+        masks_description=Path(args.masks_description) if args.masks_description else None,
+        n_masks=args.n_masks,
+    )
+    changed = write_if_changed(Path(args.output), render_card(inputs))
+    log.info("dataset card %s (%s)", args.output, "written" if changed else "unchanged")
+    return 0
+
+
+def _cmd_masks_table(args: argparse.Namespace) -> int:
+    from .masks import build_masks_table, planned_masks
+
+    sessions = planned_masks(Path(args.plan))
+    rows = build_masks_table(
+        Path(args.hub_dir), sessions, Path(args.description), Path(args.output)
+    )
+    for r in rows:
+        log.info("%s %s: %.3f ml (%s)", r["subject_id"], r["session_id"] or "", r["volume_ml"],
+                 r["backend"])  # fmt: skip
+    log.info("%d masks -> %s", len(rows), args.output)
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    import json
+
+    from .hub import PushOptions, RedactFilter, push_folder
+
+    # One line per HTTP request is noise; the signed upload URLs are not for logs.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactFilter())
+    options = PushOptions.from_config(json.loads(args.options))
+    result = push_folder(
+        Path(args.hub_dir),
+        options,
+        receipt=Path(args.receipt) if args.receipt else None,
+        hash_cache=Path(args.hash_cache) if args.hash_cache else None,
+    )
+    print(
+        f"{options.repo_id}@{options.revision}: {len(result.receipt['files'])} files verified, "
+        f"{len(result.uploaded)} uploaded, {len(result.deleted)} deleted, "
+        f"{len(result.commits)} commit(s)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="bids2hub", description=__doc__.splitlines()[0])
@@ -239,6 +296,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--given", action="store_true", help="user-given image: verify, never pull")
     p.add_argument("--receipt", required=True, help="JSON record of the verified image")
     p.set_defaults(func=_cmd_pull_image)
+    p = sub.add_parser("dataset-card", help="write the dataset card (hub/README.md)")
+    p.add_argument("--bids-description", required=True, help="the source dataset_description.json")
+    p.add_argument("--columns", required=True, help="resolved column map (index/columns.json)")
+    p.add_argument("--repo-id", default="", help="Hub repository for the loading examples")
+    p.add_argument("--n-subjects", type=int, required=True)
+    p.add_argument("--n-sessions", type=int, required=True)
+    p.add_argument("--report", default="", help="validation/report.json (its counts)")
+    p.add_argument("--masks-description", default="", help="masks' dataset_description.json")
+    p.add_argument("--n-masks", type=int, default=0)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_cmd_dataset_card)
+
+    p = sub.add_parser("masks-table", help="write the lesion masks table (hub/masks/masks.parquet)")
+    p.add_argument("--hub-dir", required=True, help="the hub/ folder holding derivatives/")
+    p.add_argument("--plan", required=True, help="segmentation plan (index/segmentation.json)")
+    p.add_argument("--description", required=True, help="masks' dataset_description.json")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_cmd_masks_table)
+
+    p = sub.add_parser(
+        "push", help="push hub/ to the Hugging Face Hub (token: HF_TOKEN or cached login)"
+    )
+    p.add_argument("--hub-dir", required=True)
+    p.add_argument("--options", required=True, help="the hub config section as JSON")
+    p.add_argument("--receipt", default="", help="default HUB_DIR/.push-receipt.json")
+    p.add_argument("--hash-cache", default="", help="JSON cache of local sha256 between runs")
+    p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("demo-data", help="write the small synthetic demo BIDS dataset")
     p.add_argument("out", help="output folder (must not exist or be empty)")

@@ -1,0 +1,138 @@
+"""The dataset card: front matter the Hub and datasets read, text, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from bids2hub import __version__
+from bids2hub.card import hub_license, load_card_inputs, render_card
+from bids2hub.colmap import load_map
+
+from tests.conftest import REPO as CHECKOUT
+
+DIGEST = "sha256:" + "52f7ec71c60d50b94710f04b5e4558966060a68068fed463f665880664a783a8"
+
+
+def _inputs(tmp_path: Path, *, report: bool, masks: bool):
+    desc = tmp_path / "dataset_description.json"
+    desc.write_text(
+        json.dumps(
+            {
+                "Name": "Aphasia Recovery Cohort (ARC)",
+                "License": "CC0",
+                "Authors": ["Gibson M", "Newman-Norlund R"],
+                "DatasetDOI": "doi:10.18112/openneuro.ds004884.v1.0.1",
+                "HowToAcknowledge": "Please cite Gibson et al. (2024), Scientific Data.",
+                "ReferencesAndLinks": ["https://doi.org/10.1038/s41597-024-03819-7"],
+            }
+        )
+    )
+    columns = tmp_path / "columns.json"
+    columns.write_text(load_map(CHECKOUT / "config/datasets/ds004884.yaml").to_json())
+    rep = tmp_path / "report.json"
+    rep.write_text(
+        json.dumps(
+            {
+                "status": "pass",
+                "validator": {"version": "2.0.0"},
+                "counts": [
+                    {"name": "n_subjects", "expected": 230, "found": 230, "status": "ok"},
+                    {"name": "n_sessions", "expected": 902, "found": 902, "status": "ok"},
+                ],
+            }
+        )
+    )
+    mdesc = tmp_path / "masks_description.json"
+    mdesc.write_text(
+        json.dumps(
+            {
+                "Name": "DeepISLES masks",
+                "GeneratedBy": [
+                    {
+                        "Name": "DeepISLES",
+                        "Version": "1.1",
+                        "Container": {
+                            "Type": "apptainer",
+                            "URI": f"docker://isleschallenge/deepisles@{DIGEST}",
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    return load_card_inputs(
+        bids_description=desc,
+        columns=columns,
+        repo_id="org/arc",
+        n_subjects=230,
+        n_sessions=902,
+        report=rep if report else None,
+        masks_description=mdesc if masks else None,
+        n_masks=3 if masks else 0,
+    )
+
+
+def _front(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_card_front_matter_text_and_citations(tmp_path: Path) -> None:
+    card = render_card(_inputs(tmp_path, report=True, masks=True))
+    meta = _front(card)
+    assert meta["license"] == "cc0-1.0"
+    assert meta["pretty_name"] == "Aphasia Recovery Cohort (ARC)"
+    assert [c["config_name"] for c in meta["configs"]] == ["default", "masks"]
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/**/*.parquet"}]
+    assert meta["configs"][1]["data_files"] == [{"split": "train", "path": "masks/masks.parquet"}]
+    infos = {i["config_name"]: i["features"] for i in meta["dataset_info"]}
+    feats = datasets.Features._from_yaml_list(infos["default"])
+    assert list(feats)[:4] == ["subject_id", "session_id", "t1w", "t2w"]
+    assert isinstance(feats["lesion"], datasets.Nifti)
+    assert isinstance(
+        datasets.Features._from_yaml_list(infos["masks"])["lesion_mask"], datasets.Nifti
+    )
+    assert "stroke" in meta["tags"] and "nifti" in meta["tags"]
+    # text: counts from the report, columns, loading, citations, provenance
+    assert "| n_sessions | 902 | 902 | ok |" in card and "**pass**" in card
+    assert "| `t1w` | list<Nifti> |" in card and "| `wab_aq` | float32 |" in card
+    assert 'load_dataset("org/arc", split="train", streaming=True)' in card
+    assert 'load_dataset("org/arc", "masks", split="train")' in card
+    assert "https://doi.org/10.18112/openneuro.ds004884.v1.0.1" in card
+    assert "Gibson et al. (2024)" in card and "DeepISLES: a clinically validated" in card
+    assert "Nature Communications (2025)" in card
+    assert f"bids2hub {__version__}" in card and DIGEST in card
+
+
+def test_card_without_report_or_masks(tmp_path: Path) -> None:
+    card = render_card(_inputs(tmp_path, report=False, masks=False))
+    meta = _front(card)
+    assert [c["config_name"] for c in meta["configs"]] == ["default"]
+    assert "| n_subjects | 230 |" in card and "| n_sessions | 902 |" in card
+    assert "masks" not in card.split("## Loading")[1].split("## Citation")[0]
+    assert "DeepISLES" not in card
+
+
+def test_card_is_deterministic(tmp_path: Path) -> None:
+    a = render_card(_inputs(tmp_path, report=True, masks=True))
+    b = render_card(_inputs(tmp_path, report=True, masks=True))
+    assert a == b
+    assert "2025-" not in a.replace("(2025)", "")  # no dates beyond the citation year
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("CC0", ("cc0-1.0", None)),
+        ("CC BY 4.0", ("cc-by-4.0", None)),
+        ("PDDL", ("pddl", None)),
+        ("Custom data use agreement", ("other", "Custom data use agreement")),
+        (None, ("unknown", None)),
+    ],
+)
+def test_hub_license(value: str | None, expected: tuple[str, str | None]) -> None:
+    assert hub_license(value) == expected
