@@ -244,6 +244,26 @@ def _cmd_masks_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .setup import prepare
+    from .status import collect_status, format_table, format_tsv, load_config
+
+    config_dir = Path(__file__).resolve().parents[2] / "config"
+    config = load_config([Path(p) for p in args.configfile], config_dir / "config.yaml")
+    workdir = Path(args.directory)
+    if not Path(config.get("out_dir", "results")).is_absolute():
+        config["out_dir"] = str(workdir / config.get("out_dir", "results"))
+    if "bids_dir" in config and not Path(config["bids_dir"]).is_absolute():
+        config["bids_dir"] = str(workdir / config["bids_dir"])
+    out_dir = Path(config["out_dir"])
+    if not (out_dir / "index" / "manifest.parquet").is_file():
+        raise Bids2HubError(f"{out_dir}: no index yet; run the workflow first")
+    setup = prepare(config, config_dir=config_dir, refresh_index=False)
+    report = collect_status(setup, workdir)
+    sys.stdout.write(format_tsv(report) if args.tsv else format_table(report))
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     import json
 
@@ -329,6 +349,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo_data)
+
+    p = sub.add_parser(
+        "status",
+        help="done / failed / missing per stage for every subject and session of a run",
+    )
+    p.add_argument(
+        "--configfile", action="append", default=[],
+        help="the run's config file(s), as given to snakemake (default: the demo config)",
+    )  # fmt: skip
+    p.add_argument(
+        "-d", "--directory", default=".",
+        help="the run's working folder (snakemake -d; holds .snakemake/)",
+    )  # fmt: skip
+    p.add_argument("--tsv", action="store_true", help="one line per subject/session/stage")
+    p.set_defaults(func=_cmd_status)
 
     _add_segment_parsers(sub)
     return parser

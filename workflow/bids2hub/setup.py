@@ -110,6 +110,14 @@ class WorkflowSetup:
         """The lesion-mask derivatives dataset."""
         return self.out_dir / "hub" / "derivatives" / "deepisles"
 
+    def prepared_dir(self, sub: str) -> Path:
+        """Where prepare_dwi writes a subject's trace, ADC and prepared.json."""
+        return self.out_dir / "work" / "deepisles" / f"sub-{sub}"
+
+    def prepared_info_path(self, sub: str) -> Path:
+        """prepare_dwi's record of what it used (its last output)."""
+        return self.prepared_dir(sub) / "prepared.json"
+
     @property
     def qc_path(self) -> Path:
         """Per-subject segmentation QC table."""

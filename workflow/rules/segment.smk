@@ -10,9 +10,9 @@ rule prepare_dwi:
     input:
         unpack(dwi_sources),
     output:
-        dwi=f"{OUT}/work/deepisles/sub-{{sub}}/dwi.nii.gz",
-        adc=f"{OUT}/work/deepisles/sub-{{sub}}/adc.nii.gz",
-        info=f"{OUT}/work/deepisles/sub-{{sub}}/prepared.json",
+        dwi=str(SETUP.prepared_dir("{sub}") / "dwi.nii.gz"),
+        adc=str(SETUP.prepared_dir("{sub}") / "adc.nii.gz"),
+        info=str(SETUP.prepared_info_path("{sub}")),
     log:
         f"{OUT}/logs/prepare_dwi/sub-{{sub}}.log",
     benchmark:

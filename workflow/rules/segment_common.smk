@@ -41,8 +41,8 @@ def segment_sources(wildcards):
         raise WorkflowError(
             f"{_mask_output(wildcards)} is not the mask the plan gives sub-{wildcards.sub}"
         )
-    work = f"{OUT}/work/deepisles/sub-{wildcards.sub}"
-    inputs = {"dwi": f"{work}/dwi.nii.gz", "adc": f"{work}/adc.nii.gz"}
+    work = SETUP.prepared_dir(wildcards.sub)
+    inputs = {"dwi": str(work / "dwi.nii.gz"), "adc": str(work / "adc.nii.gz")}
     flair = SETUP.flair_input(wildcards.sub)
     if flair:
         inputs["flair"] = flair
