@@ -7,7 +7,7 @@ BIN    := $(abspath $(VENV))/bin
 CORES  ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench setup system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ demo: setup
 	snakemake --cores $(CORES)
 	python -m bids2hub.demo_check results
 
-test: setup
+# What the tests need besides Python packages: a real SLURM (slurmctld, slurmd,
+# slurmdbd with MariaDB, munge) and Debian's chromium for the browser checks.
+# Installs with apt when run as root; otherwise says what is missing.
+system-deps:
+	tests/system-deps.sh
+
+test: setup system-deps
 	python -m pytest -ra
 
 lint: setup

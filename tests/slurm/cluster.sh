@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# A real single-node SLURM cluster for the tests: slurmctld + slurmd + slurmdbd
+# (accounting in MariaDB, so the profile's default `sacct` status query works
+# as on a production cluster), two partitions (`cpu`, the default, and `gpu`)
+# and two fake GPUs backed by dummy character devices.
+#
+#   (packages: tests/system-deps.sh; Debian 12 ships SLURM 22.05)
+#   tests/slurm/cluster.sh start     write the config, start every daemon (idempotent)
+#   tests/slurm/cluster.sh stop      stop the daemons
+#   tests/slurm/cluster.sh status    exit 0 when the node is up and idle
+#
+# Must run as root (it writes /etc/slurm and starts system daemons).
+set -euo pipefail
+
+CLUSTER=bids2hub
+NODE=$(hostname -s)
+CONF_DIR=/etc/slurm
+LOG_DIR=/var/log/slurm
+SPOOL=/var/spool
+DB_PASS=bids2hub-test
+# The node advertises more cores than the machine has (config_overrides), so
+# several tiny test jobs run at once; memory stays well below the machine's.
+NODE_CPUS=${BIDS2HUB_SLURM_CPUS:-4}
+NODE_MEM_MB=${BIDS2HUB_SLURM_MEM_MB:-8000}
+
+log() { printf 'slurm-cluster: %s\n' "$*" >&2; }
+
+write_config() {
+    mkdir -p "$CONF_DIR" "$LOG_DIR" "$SPOOL/slurmctld" "$SPOOL/slurmd" /run/munge
+    # Two fake GPUs: slurmd only keeps GRES that point at existing devices.
+    for i in 0 1; do
+        [ -e "/dev/fakegpu$i" ] || mknod "/dev/fakegpu$i" c 1 3
+    done
+    cat >"$CONF_DIR/slurm.conf" <<EOF
+ClusterName=$CLUSTER
+SlurmctldHost=$NODE(127.0.0.1)
+AuthType=auth/munge
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation=$SPOOL/slurmctld
+SlurmdSpoolDir=$SPOOL/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=$LOG_DIR/slurmctld.log
+SlurmdLogFile=$LOG_DIR/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SlurmdParameters=config_overrides
+SchedulerType=sched/builtin
+ReturnToService=2
+MailProg=/bin/true
+MinJobAge=300
+DefMemPerCPU=500
+KillWait=5
+GresTypes=gpu
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStorageTRES=gres/gpu
+JobAcctGatherType=jobacct_gather/none
+NodeName=$NODE NodeAddr=127.0.0.1 Boards=1 SocketsPerBoard=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=$NODE_MEM_MB Gres=gpu:fake:2 State=UNKNOWN
+PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
+EOF
+    cat >"$CONF_DIR/gres.conf" <<EOF
+AutoDetect=off
+NodeName=$NODE Name=gpu Type=fake File=/dev/fakegpu[0-1]
+EOF
+    cat >"$CONF_DIR/slurmdbd.conf" <<EOF
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+SlurmUser=root
+LogFile=$LOG_DIR/slurmdbd.log
+PidFile=/run/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StorageUser=slurm
+StoragePass=$DB_PASS
+StorageLoc=slurm_acct_db
+EOF
+    chmod 600 "$CONF_DIR/slurmdbd.conf"
+}
+
+running() { pgrep -x "$1" >/dev/null 2>&1; }
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+    local deadline=$((SECONDS + $1)) what=$2
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS > deadline)); then
+            log "timed out waiting for $what"
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+start_munge() {
+    if [ ! -s /etc/munge/munge.key ]; then
+        mkdir -p /etc/munge
+        dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+    fi
+    chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
+    chmod 400 /etc/munge/munge.key
+    running munged || runuser -u munge -- /usr/sbin/munged
+    wait_for 10 munge bash -c 'munge -n | unmunge'
+}
+
+start_mariadb() {
+    if ! running mariadbd && ! running mysqld; then
+        mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+        (mysqld_safe >/dev/null 2>&1 &)
+    fi
+    wait_for 30 mariadb mysqladmin ping
+    mysql -u root <<EOF
+CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
+CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
+FLUSH PRIVILEGES;
+EOF
+}
+
+start_slurm() {
+    running slurmdbd || slurmdbd
+    wait_for 30 slurmdbd sacctmgr -n list cluster
+    sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null 2>&1 || true
+    if ! running slurmctld; then
+        # A cold start: forget jobs and node states of an earlier cluster.
+        rm -rf "${SPOOL:?}/slurmctld/"*
+        slurmctld -c
+    fi
+    running slurmd || slurmd
+    wait_for 60 "the node to be idle" node_idle
+}
+
+node_idle() {
+    sinfo -h -N -n "$NODE" -o '%t' | grep -Eq '^(idle|mix|alloc)'
+}
+
+cmd=${1:-start}
+case "$cmd" in
+start)
+    [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
+    write_config
+    start_munge
+    start_mariadb
+    start_slurm
+    log "up: $(sinfo -h -o '%P %a %D %t %G' | tr '\n' ';')"
+    ;;
+stop)
+    for d in slurmd slurmctld slurmdbd; do pkill -x "$d" || true; done
+    wait_for 30 "the daemons to stop" bash -c '! pgrep -x "slurmd|slurmctld|slurmdbd"'
+    ;;
+status) node_idle ;;
+*)
+    log "unknown command '$cmd' (start, stop, status)"
+    exit 2
+    ;;
+esac
