@@ -37,10 +37,11 @@ def shard_session(wildcards):
     return SETUP.shards[wildcards.shard][1]
 
 
-def shard_mem_mb(wildcards, input):
+def shard_mem_mb(wildcards, input, attempt):
     """Memory of a shard job. The streaming writer copies files in 4 MiB chunks
     and needs a fixed amount; pyarrow's writer (content-defined chunking) holds
-    the session plus two copies of its largest list column (~3.2x measured)."""
+    the session plus two copies of its largest list column (~3.2x measured).
+    Each retry asks for that much more (an out-of-memory kill is retried)."""
     if SETUP.config["shards"]["content_defined_chunking"]:
-        return int(3.3 * input.size_mb) + 500
-    return 1000
+        return (int(3.3 * input.size_mb) + 500) * attempt
+    return 1000 * attempt

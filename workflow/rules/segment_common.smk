@@ -29,9 +29,10 @@ def dwi_target_json(wildcards):
     return json.dumps(_target(wildcards), sort_keys=True)
 
 
-def dwi_mem_mb(wildcards, input):
-    """The DWI in memory (gzip ratio ~2-3 for int16 DWI) plus float32 work volumes."""
-    return 500 + int(8 * input.size_mb)
+def dwi_mem_mb(wildcards, input, attempt):
+    """The DWI in memory (gzip ratio ~2-3 for int16 DWI) plus float32 work volumes;
+    doubled, tripled... on each retry (an out-of-memory kill is retried with more)."""
+    return (500 + int(8 * input.size_mb)) * attempt
 
 
 def segment_sources(wildcards):
@@ -77,13 +78,14 @@ def segment_options(wildcards, input):
 
 
 def segment_resources():
-    """GPU and partition for DeepISLES; nothing special for the CPU backend."""
+    """One GPU for DeepISLES; nothing special for the CPU backend.
+
+    The GPU partition (and a GPU-type constraint) is the cluster profile's
+    business: profiles/slurm sets them for segment_lesion.
+    """
     if SEGMENT_BACKEND != "deepisles":
-        return {"mem_mb": 2000}
-    res = {"gpu": 1, "mem_mb": 16000, "runtime": 60}
-    if SEGMENT["partition"]:
-        res["slurm_partition"] = SEGMENT["partition"]
-    return res
+        return {"mem_mb": lambda wildcards, attempt: 2000 * attempt}
+    return {"gpu": 1, "mem_mb": lambda wildcards, attempt: 16000 * attempt, "runtime": 60}
 
 
 def description_params():
