@@ -192,5 +192,5 @@ rule check_validation:
     shell:
         # The one line ("validation failed: N hard failure(s), see .../report.html")
         # goes to the console as well as to the log.
-        "python -m bids2hub check-validation --report {input:q} --output {output:q}"
-        " 2>&1 | tee {log:q}"
+        "set -o pipefail; python -m bids2hub check-validation --report {input:q}"
+        " --output {output:q} 2>&1 | tee {log:q}"
