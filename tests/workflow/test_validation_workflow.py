@@ -9,7 +9,6 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import yaml
 from bids2hub.synthetic import arc_expected_counts
 from bids2hub.validate.counts import count_names
 
-from tests.conftest import run_snakemake, tool_env
+from tests.conftest import run_snakemake
 
 pytestmark = pytest.mark.workflow
 CHROMIUM = "/usr/bin/chromium"
@@ -62,11 +61,9 @@ def _png_pixels(path: Path) -> tuple[int, int, bytes]:
 
 
 def test_demo_report_renders_in_a_browser_and_a_tampered_shard_fails(tmp_path: Path) -> None:
-    bids = tmp_path / "demo" / "bids"
-    subprocess.run(
-        [sys.executable, "-m", "bids2hub", "demo-data", str(bids)],
-        check=True, env=tool_env(), capture_output=True,
-    )  # fmt: skip
+    from bids2hub.demo import write_demo_dataset
+
+    bids = write_demo_dataset(tmp_path / "demo" / "bids")
     cfg = _config(tmp_path, bids, dataset="demo")
     run_snakemake(tmp_path, "--configfile", str(cfg))
 
