@@ -105,6 +105,10 @@ class HubPlan:
             args += ["--masks-description", self.masks_description]
         return shlex.join(args)
 
+    def validation_gate(self) -> list[str]:
+        """``validation/passed`` when the validation stage exists (the push waits for it)."""
+        return [str(Path(self.report).with_name("passed"))] if self.report else []
+
     def masks_extra(self) -> list[str]:
         """The masks table and description (push inputs) when there are masks."""
         return [self.masks_table, self.masks_description] if self.masks else []

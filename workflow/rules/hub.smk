@@ -4,7 +4,7 @@
 # - masks: the segmentation plan index/segmentation.json (written by SETUP when
 #   the segmentation stage exists) lists the sessions that get a mask;
 #   without it there is no masks table and no `masks` config in the card.
-# - counts: when a rule `validation_report` is defined (include validate.smk
+# - counts: when the rule `write_validation_report` is defined (include validate.smk
 #   before this file), the card reads validation/report.json's counts.
 import json
 
@@ -12,7 +12,7 @@ from bids2hub.publish import HubPlan
 
 try:
     HUB = HubPlan.from_setup(
-        SETUP, has_validation_report=workflow.is_rule("validation_report")
+        SETUP, has_validation_report=workflow.is_rule("write_validation_report")
     )
 except Bids2HubError as exc:
     sys.exit(f"bids2hub: error: {exc}")
@@ -29,6 +29,7 @@ rule build_masks_table:
         f"{OUT}/logs/build_masks_table/build_masks_table.log",
     benchmark:
         f"{OUT}/benchmarks/build_masks_table/build_masks_table.tsv"
+    localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
@@ -47,6 +48,7 @@ rule dataset_card:
         f"{OUT}/logs/dataset_card/dataset_card.log",
     benchmark:
         f"{OUT}/benchmarks/dataset_card/dataset_card.tsv"
+    localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
@@ -72,6 +74,8 @@ rule push_to_hub:
         card=HUB.card,
         masks=HUB.masks,
         masks_extra=HUB.masks_extra(),
+        # Nothing is published that failed a hard validation check.
+        validated=HUB.validation_gate(),
     output:
         receipt=HUB.receipt,
     log:

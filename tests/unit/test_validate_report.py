@@ -1,0 +1,221 @@
+"""The aggregate report: statuses, validator summary, subsets, exclusions, HTML, the gate."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from bids2hub.colmap import load_map
+from bids2hub.errors import ValidationError
+from bids2hub.index import load_index
+from bids2hub.phenotype import read_participants
+from bids2hub.shards import write_shard
+from bids2hub.synthetic import arc_expected_counts
+from bids2hub.validate.bidsvalidator import run_validator, summarise
+from bids2hub.validate.counts import count_names
+from bids2hub.validate.html import render
+from bids2hub.validate.report import (
+    build_report,
+    check_report,
+    list_intact,
+    session_result,
+    shard_result,
+    write_report,
+)
+from bids2hub.validate.roundtrip import check_shard
+from bids2hub.validate.sources import check_session, dumps
+
+from tests.conftest import REPO
+
+ARC_MAP = REPO / "config" / "datasets" / "ds004884.yaml"
+
+
+@pytest.fixture(scope="module")
+def checked_run(
+    tmp_path_factory: pytest.TempPathFactory, arc_tree_ro: Path, arc_subjects: list[str]
+):
+    """Every per-session and per-shard result and the validator result of the ARC test tree."""
+    out = tmp_path_factory.mktemp("out")
+    manifest, _ = load_index(arc_tree_ro, out / "index" / "manifest.parquet")
+    reference = arc_expected_counts(arc_subjects)
+    cmap = dataclasses.replace(
+        load_map(ARC_MAP), expected={k: reference[k] for k in count_names([])}
+    )
+    people = read_participants(arc_tree_ro / "participants.tsv")
+    for sub, ses in manifest.shard_keys():
+        session = check_session(manifest, cmap, sub, ses)
+        session_result(out, sub, ses).parent.mkdir(parents=True, exist_ok=True)
+        session_result(out, sub, ses).write_text(dumps(session))
+        shard = out / "hub" / f"{sub}_{ses}.parquet"
+        write_shard(manifest, cmap, sub, ses, people, shard)
+        shard_result(out, sub, ses).parent.mkdir(parents=True, exist_ok=True)
+        rt = check_shard(shard, manifest, cmap, sub, ses, session, decode=False)
+        shard_result(out, sub, ses).write_text(dumps(rt))
+    run_validator(arc_tree_ro, out / "validation" / "bids-validator.json")
+    return manifest, cmap, out
+
+
+def test_clean_run_passes_and_records_the_validator(checked_run) -> None:
+    manifest, cmap, out = checked_run
+    report = build_report(manifest, cmap, out)
+    assert report["status"] == "pass", report["failures"]
+    assert report["validator"]["version"] and report["validator"]["status"] == "ok"
+    assert report["validator"]["exit_code"] == 0 and report["validator"]["schema_version"]
+    assert {c["status"] for c in report["counts"]} == {"ok"}
+    assert report["integrity"]["failures"] == 0 and report["integrity"]["nifti_checked"] > 20
+    assert report["round_trip"]["shards_checked"] == len(manifest.shard_keys())
+    assert report["segmentation"] == {"available": False, "excluded": []}
+    assert json.loads(json.dumps(report)) == report
+
+
+def test_count_off_by_one_fails(checked_run) -> None:
+    manifest, cmap, out = checked_run
+    expected = dict(cmap.expected, n_sessions=cmap.expected["n_sessions"] + 1)
+    report = build_report(manifest, dataclasses.replace(cmap, expected=expected), out)
+    assert report["status"] == "fail"
+    [line] = [c for c in report["counts"] if c["status"] != "ok"]
+    assert line["name"] == "n_sessions" and line["found"] + 1 == line["expected"]
+    [fail] = report["failures"]
+    assert fail["check"] == "counts" and fail["message"].startswith("n_sessions: expected")
+    tolerant = build_report(
+        manifest, dataclasses.replace(cmap, expected=expected), out, count_tolerance=1
+    )
+    assert tolerant["status"] == "pass"
+
+
+def test_subset_of_subjects_reports_counts_as_not_applicable(
+    checked_run, arc_subjects: list[str]
+) -> None:
+    manifest, cmap, out = checked_run
+    report = build_report(manifest, cmap, out, subjects=arc_subjects[:2])
+    assert report["status"] == "pass" and report["dataset"]["subset"] is True
+    assert {c["status"] for c in report["counts"]} == {"n/a"}
+    assert report["dataset"]["subjects"] == 2
+
+
+def test_dataset_without_expectations_reports_found_counts_only(checked_run) -> None:
+    manifest, cmap, out = checked_run
+    report = build_report(manifest, dataclasses.replace(cmap, expected={}), out)
+    assert {c["status"] for c in report["counts"]} == {"found-only"}
+    assert all(c["expected"] is None for c in report["counts"])
+
+
+def test_excluded_subjects_are_listed_with_their_reason(checked_run, tmp_path: Path) -> None:
+    manifest, cmap, out = checked_run
+    plan = tmp_path / "segmentation.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "targets": {"M2105": {"session": "964"}},
+                "excluded": {"M2039": "no DWI run with a b~1000 shell"},
+            }
+        )
+    )
+    report = build_report(manifest, cmap, out, segmentation=plan)
+    assert report["segmentation"]["excluded"] == [
+        {"subject": "sub-M2039", "reason": "no DWI run with a b~1000 shell"}
+    ]
+    assert report["status"] == "pass"
+    assert "no DWI run with a b~1000 shell" in render(report)
+
+
+def _record(code: int, issues: list[dict]) -> dict:
+    return {
+        "tool": "bids-validator-deno",
+        "version": "3.0.2",
+        "exit_code": code,
+        "schema_version": "1.2.7",
+        "output": {
+            "issues": {"issues": issues, "codeMessages": {"NIFTI_HEADER_UNREADABLE": "x\ny"}}
+        },
+    }
+
+
+def test_validator_errors_are_summarised_by_code() -> None:
+    issues = [
+        {"code": "NIFTI_HEADER_UNREADABLE", "severity": "error", "location": f"/sub-{i}/a.nii.gz"}
+        for i in range(7)
+    ] + [{"code": "README_FILE_MISSING", "severity": "warning", "location": "/README"}]
+    out = summarise(_record(16, issues), tolerate_errors=False)
+    assert out["status"] == "errors" and out["errors"] == 7 and out["warnings"] == 1
+    first = out["issues"][0]
+    assert first["code"] == "NIFTI_HEADER_UNREADABLE" and first["count"] == 7
+    assert first["message"] == "x y" and len(first["examples"]) == 5
+    assert first["examples"][0] == "sub-0/a.nii.gz"
+    assert summarise(_record(16, issues), tolerate_errors=True)["status"] == "errors-tolerated"
+    crashed = dict(_record(1, []), output=None, stderr_tail="boom")
+    assert summarise(crashed, tolerate_errors=True)["status"] == "not-run"
+    assert summarise(None, tolerate_errors=False)["status"] == "not-run"
+
+
+def test_validator_errors_fail_unless_tolerated(checked_run, tmp_path: Path) -> None:
+    manifest, cmap, out = checked_run
+    copy = tmp_path / "out"
+    for sub, ses in manifest.shard_keys():
+        for src in (session_result(out, sub, ses), shard_result(out, sub, ses)):
+            dst = copy / src.relative_to(out)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    issue = {"code": "NIFTI_HEADER_UNREADABLE", "severity": "error", "location": "/sub-1/x.nii.gz"}
+    (copy / "validation" / "bids-validator.json").write_text(json.dumps(_record(16, [issue])))
+    failing = build_report(manifest, cmap, copy)
+    assert failing["status"] == "fail"
+    assert [f["check"] for f in failing["failures"]] == ["bids_validator"]
+    assert failing["failures"][0]["file"] == "sub-1/x.nii.gz"
+    tolerated = build_report(manifest, cmap, copy, tolerate_validator_errors=True)
+    assert tolerated["status"] == "pass" and tolerated["validator"]["status"] == "errors-tolerated"
+    assert any(w["check"] == "bids_validator" for w in tolerated["warnings"])
+
+
+def test_blocked_session_skips_its_round_trip(checked_run, tmp_path: Path) -> None:
+    manifest, cmap, out = checked_run
+    sub, ses = manifest.shard_keys()[0]
+    copy = tmp_path / "out"
+    for s, e in manifest.shard_keys():
+        src = session_result(out, s, e)
+        dst = copy / src.relative_to(out)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        result = json.loads(src.read_text())
+        if (s, e) == (sub, ses):
+            result["failures"] = [
+                {"check": "integrity", "file": "x.nii.gz", "message": "x.nii.gz: truncated"}
+            ]
+        else:  # the others have their round-trip
+            rt = shard_result(out, s, e)
+            (copy / rt.relative_to(out)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / rt.relative_to(out)).write_bytes(rt.read_bytes())
+        dst.write_text(dumps(result))
+    (copy / "validation" / "bids-validator.json").write_bytes(
+        (out / "validation" / "bids-validator.json").read_bytes()
+    )
+    listing = list_intact(copy, manifest.shard_keys())
+    assert listing["blocked"] == [f"sub-{sub}_ses-{ses}"]
+    report = build_report(manifest, cmap, copy)
+    assert report["round_trip"]["not_checked"] == [f"sub-{sub}_ses-{ses}"]
+    assert report["status"] == "fail" and report["failures"][0]["file"] == "x.nii.gz"
+
+
+def test_html_escapes_and_check_report_gates(checked_run, tmp_path: Path) -> None:
+    manifest, cmap, out = checked_run
+    report = build_report(manifest, cmap, out)
+    report["warnings"].append(
+        {"check": "mask_reference", "file": "<b>", "message": "<script>x</script>"}
+    )
+    html_path, json_path = tmp_path / "report.html", tmp_path / "report.json"
+    write_report(report, json_path, html_path)
+    page = html_path.read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    headings = [
+        page.index(f"<h2>{h}</h2>")
+        for h in ("Summary", "Hard failures", "Expected counts", "BIDS validator", "Warnings")
+    ]
+    assert headings == sorted(headings)
+    assert check_report(json_path).startswith("validation passed")
+    report["status"], report["summary"]["hard_failures"] = "fail", 3
+    write_report(report, json_path, html_path)
+    with pytest.raises(
+        ValidationError, match=rf"^validation failed: 3 hard failure\(s\), see {html_path}$"
+    ):
+        check_report(json_path)

@@ -1,0 +1,104 @@
+"""Shard round-trip: columns and types, aligned lists, cell hashes, datasets decode."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+from bids2hub.colmap import load_map
+from bids2hub.index import load_index, shard_id
+from bids2hub.phenotype import read_participants
+from bids2hub.shards import write_shard
+from bids2hub.validate.roundtrip import check_shard
+from bids2hub.validate.sources import check_session
+
+from tests.conftest import REPO, write_nifti
+
+ARC_MAP = REPO / "config" / "datasets" / "ds004884.yaml"
+
+
+def _setup(root: Path, tmp_path: Path, sub: str, ses: str | None = None):
+    manifest, _ = load_index(root, tmp_path / "index" / "manifest.parquet")
+    cmap = load_map(ARC_MAP)
+    ses = ses if ses is not None else next(s for u, s in manifest.shard_keys() if u == sub)
+    people = read_participants(root / "participants.tsv")
+    shard = tmp_path / f"{shard_id(sub, ses)}.parquet"
+    write_shard(manifest, cmap, sub, ses, people, shard)
+    return manifest, cmap, ses, shard
+
+
+def test_written_shards_round_trip_and_decode(arc_tree_ro: Path, tmp_path: Path) -> None:
+    manifest, cmap, ses, shard = _setup(arc_tree_ro, tmp_path, "M2215")
+    session = check_session(manifest, cmap, "M2215", ses)
+    result = check_shard(shard, manifest, cmap, "M2215", ses, session)
+    assert result["failures"] == []
+    n_images = sum(1 for p in session["files"] if p.endswith(".nii.gz"))
+    assert result["checked"]["cells"] >= n_images  # images, gradients and sidecars
+    # every column with a value is decoded once: ids, images, gradients, sidecars, phenotype
+    assert result["checked"]["columns_decoded"] >= 10
+    assert json.dumps(result, sort_keys=True) == json.dumps(
+        check_shard(shard, manifest, cmap, "M2215", ses, session), sort_keys=True
+    )
+
+
+def test_cell_altered_after_writing_fails(arc_tree_ro: Path, tmp_path: Path) -> None:
+    manifest, cmap, ses, shard = _setup(arc_tree_ro, tmp_path, "M2112")
+    session = check_session(manifest, cmap, "M2112", ses)
+    t1 = sorted(p for p in session["files"] if p.endswith("_T1w.nii.gz"))[-1]
+    src = (arc_tree_ro / t1).read_bytes()
+    data = bytearray(shard.read_bytes())
+    at = data.find(src)
+    assert at > 0
+    data[at + len(src) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = check_shard(shard, manifest, cmap, "M2112", ses, session)
+    msgs = [f["message"] for f in result["failures"] if f["check"] == "round_trip"]
+    assert msgs == [
+        f"hub/data/sub-M2112/{shard.stem}.parquet: column 't1w': cell sha256 differs from {t1}"
+    ]
+
+
+def test_shard_missing_a_run_added_later_fails(arc_tree: Path, tmp_path: Path) -> None:
+    manifest, cmap, ses, shard = _setup(arc_tree, tmp_path, "M2112")
+    t1 = sorted(arc_tree.glob(f"sub-M2112/ses-{ses}/anat/*_T1w.nii.gz"))[0]
+    write_nifti(t1.with_name(re.sub(r"_run-\d+_", "_run-99_", t1.name)))
+    manifest, _ = load_index(arc_tree, tmp_path / "index" / "manifest.parquet")
+    session = check_session(manifest, cmap, "M2112", ses)
+    result = check_shard(shard, manifest, cmap, "M2112", ses, session, decode=False)
+    messages = [f["message"] for f in result["failures"]]
+    assert any("column 't1w':" in m and "the session has" in m for m in messages), messages
+    assert any("column 't1w_sidecar':" in m for m in messages), messages
+    assert result["checked"]["columns_decoded"] == 0
+
+
+def test_shard_with_other_columns_fails(arc_tree_ro: Path, tmp_path: Path) -> None:
+    manifest, cmap, ses, shard = _setup(arc_tree_ro, tmp_path, "M2105")
+    session = check_session(manifest, cmap, "M2105", ses)
+    no_sidecars = dataclasses.replace(cmap, sidecars=False)
+    result = check_shard(shard, manifest, no_sidecars, "M2105", ses, session, decode=False)
+    [features, columns] = [f["message"] for f in result["failures"]]  # sorted by message
+    assert "columns differ from the column map" in columns and "extra ['t1w_sidecar'" in columns
+    assert "'huggingface' features differ" in features
+
+
+def test_unreadable_shard_is_a_failure(arc_tree_ro: Path, tmp_path: Path) -> None:
+    manifest, _ = load_index(arc_tree_ro, tmp_path / "manifest.parquet")
+    cmap = load_map(ARC_MAP)
+    sub, ses = manifest.shard_keys()[0]
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    result = check_shard(bad, manifest, cmap, sub, ses, {"files": {}}, rel="bad.parquet")
+    [fail] = result["failures"]
+    assert fail["file"] == "bad.parquet" and "cannot be read as parquet" in fail["message"]
+
+
+@pytest.mark.parametrize("decode", [True, False])
+def test_decode_is_optional(arc_tree_ro: Path, tmp_path: Path, decode: bool) -> None:
+    manifest, cmap, ses, shard = _setup(arc_tree_ro, tmp_path, "M2105")
+    session = check_session(manifest, cmap, "M2105", ses)
+    result = check_shard(shard, manifest, cmap, "M2105", ses, session, decode=decode)
+    assert result["failures"] == []
+    assert (result["checked"]["columns_decoded"] > 0) is decode

@@ -1,0 +1,278 @@
+"""Per-shard round-trip (``validation/shards/sub-X/<shard>.json``).
+
+A shard is read back one column at a time (memory bounded by its largest
+column) and compared with what the column map and the session's source check
+(:func:`bids2hub.validate.sources.check_session`) say: columns, order and Arrow
+types, the ``datasets`` features in the metadata, one row, the session's files
+in each list (run order, base names), every Nifti cell's sha256 equal to its
+source file's, companion and sidecar lists aligned with their images and equal
+to their files, and one cell per column decoded with ``datasets`` (the smallest
+image of each column, its shape checked against the source header).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
+from ..errors import Bids2HubError
+from ..index import FileRecord, Manifest, shard_id
+from ..shards import plan_session, shard_schema
+from . import RESULT_VERSION
+from .sources import finding
+
+
+def _sha(buf: Any) -> str:
+    return hashlib.sha256(buf).hexdigest()
+
+
+class _Checker:
+    """Collects failures while one shard is compared with its sources."""
+
+    def __init__(self, rel: str, files: dict[str, dict[str, Any]]) -> None:
+        self.rel = rel
+        self.files = files
+        self.failures: list[dict[str, Any]] = []
+        self.cells = 0
+
+    def fail(self, message: str, check: str = "round_trip") -> None:
+        self.failures.append(finding(check, self.rel, f"{self.rel}: {message}"))
+
+    def nifti_cell(self, column: str, cell: pa.StructScalar, rec: FileRecord) -> None:
+        self.cells += 1
+        path = cell["path"].as_py()
+        if path != rec.name:
+            self.fail(f"column '{column}': cell path '{path}' is not {rec.name}")
+        src = self.files.get(rec.path)
+        data = cell["bytes"]
+        if not data.is_valid:
+            self.fail(f"column '{column}': cell of {rec.path} has no bytes")
+        elif src is None:
+            self.fail(f"column '{column}': {rec.path} was not readable at the source check")
+        elif _sha(data.as_buffer()) != src["sha256"]:
+            self.fail(f"column '{column}': cell sha256 differs from {rec.path}")
+
+    def text_cell(self, column: str, text: str | None, rel: str, key: str) -> None:
+        self.cells += 1
+        src = self.files.get(rel)
+        if src is None:
+            if text is not None:
+                self.fail(f"column '{column}': holds text but {rel} does not exist")
+            return
+        if text is None:
+            self.fail(f"column '{column}': null but {rel} exists")
+        elif src.get(key) is None or _sha(text.encode("utf-8")) != src[key]:
+            self.fail(f"column '{column}': text differs from {rel}")
+
+
+def _companion_rel(rec: FileRecord, extension: str) -> str:
+    return f"{rec.path[: -len(rec.extension)]}{extension}"
+
+
+def _check_schema(ck: _Checker, pf: pq.ParquetFile, cmap: ColumnMap) -> dict[str, Any] | None:
+    """Compare names, order, types and features; return the features that were found."""
+    expected, features = shard_schema(cmap)
+    actual = pf.schema_arrow
+    if actual.names != expected.names:
+        missing = [n for n in expected.names if n not in actual.names]
+        extra = [n for n in actual.names if n not in expected.names]
+        ck.fail(
+            f"columns differ from the column map (missing {missing}, extra {extra}, "
+            f"order {'differs' if not missing and not extra else 'n/a'})"
+        )
+    for field in expected:
+        idx = actual.get_field_index(field.name)
+        if idx >= 0 and actual.field(idx).type != field.type:
+            ck.fail(
+                f"column '{field.name}' has type {actual.field(idx).type}, expected {field.type}"
+            )
+    meta = actual.metadata or {}
+    try:
+        found = json.loads(meta[b"huggingface"])["info"]["features"]
+    except (KeyError, ValueError, TypeError):
+        ck.fail("no 'huggingface' features in the parquet metadata")
+        return None
+    if found != features:
+        diff = sorted(k for k in set(found) | set(features) if found.get(k) != features.get(k))
+        ck.fail(f"'huggingface' features differ from the column map for {diff}")
+    return found
+
+
+def _smallest(cells: list[tuple[pa.StructScalar, FileRecord]]) -> tuple[Any, FileRecord] | None:
+    usable = [(c, r) for c, r in cells if c["bytes"].is_valid]
+    if not usable:
+        return None
+    cell, rec = min(usable, key=lambda cr: cr[0]["bytes"].as_buffer().size)
+    return {"bytes": cell["bytes"].as_py(), "path": cell["path"].as_py()}, rec
+
+
+def _decode(
+    ck: _Checker, features: Any, col: str, value: Any, rec: FileRecord | None, is_list: bool
+) -> bool:
+    """Decode one cell with ``datasets``; check an image's shape against its source header."""
+    import nibabel as nib
+    import numpy as np
+    from datasets.features.features import decode_nested_example
+
+    try:
+        decoded = decode_nested_example(features[col], [value] if is_list else value)
+        if is_list:
+            decoded = decoded[0]
+    except Exception as exc:  # datasets and nibabel raise many kinds
+        ck.fail(f"column '{col}': cell cannot be decoded by datasets ({exc})", check="decode")
+        return False
+    if rec is None:
+        if decoded != value:
+            ck.fail(f"column '{col}': datasets decodes {value!r} as {decoded!r}", check="decode")
+        return True
+    shape = tuple(ck.files.get(rec.path, {}).get("shape", ()))
+    if not isinstance(decoded, nib.Nifti1Image):
+        ck.fail(f"column '{col}': datasets decoded {type(decoded).__name__}", check="decode")
+    elif tuple(decoded.shape) != shape or np.asanyarray(decoded.dataobj).shape != shape:
+        ck.fail(
+            f"column '{col}': decoded image of {rec.name} has shape {decoded.shape}, "
+            f"source header says {shape}",
+            check="decode",
+        )
+    return True
+
+
+def check_shard(
+    shard: Path,
+    manifest: Manifest,
+    cmap: ColumnMap,
+    sub: str,
+    ses: str,
+    session: dict[str, Any],
+    *,
+    rel: str | None = None,
+    decode: bool = True,
+) -> dict[str, Any]:
+    """Read one shard back and compare it with its session's sources.
+
+    Parameters
+    ----------
+    shard
+        The parquet file.
+    manifest, cmap
+        Index and column map the shard was written with.
+    sub, ses
+        Labels without prefix.
+    session
+        The session's source check (its ``files`` hashes are the reference).
+    rel
+        Name of the shard in messages (default: ``hub/data/sub-X/<shard>.parquet``).
+    decode
+        Decode one cell per column with ``datasets`` (imported only then).
+
+    Returns
+    -------
+    dict
+        ``version``, ``shard``, ``checked`` (``cells`` compared, ``columns_decoded``)
+        and ``failures`` (``round_trip`` and ``decode`` entries).
+    """
+    sid = shard_id(sub, ses)
+    rel = rel or f"hub/data/sub-{sub}/{sid}.parquet"
+    ck = _Checker(rel, session.get("files", {}))
+    decoded = 0
+    result: dict[str, Any] = {"version": RESULT_VERSION, "shard": sid}
+    try:
+        pf = pq.ParquetFile(shard)
+    except (OSError, pa.ArrowException) as exc:
+        ck.fail(f"cannot be read as parquet ({exc})")
+        pf = None
+    features = _check_schema(ck, pf, cmap) if pf is not None else None
+    plan = None
+    if pf is not None:
+        if pf.metadata.num_rows != 1:
+            ck.fail(f"{pf.metadata.num_rows} rows, expected 1")
+        try:
+            plan = plan_session(manifest, cmap, sub, ses)
+        except Bids2HubError as exc:
+            ck.fail(f"the session's files cannot be planned ({exc})")
+    if pf is not None and plan is not None and pf.metadata.num_rows == 1:
+        dfeats = None
+        if decode and features is not None:
+            from datasets import Features
+
+            dfeats = Features.from_dict(features)
+        present = set(pf.schema_arrow.names)
+        columns: list[tuple[str, Column, bool]] = [(c.name, c, False) for c in cmap.columns]
+        if cmap.sidecars:
+            columns += [(sidecar_name(c), c, True) for c in cmap.image_columns()]
+        for name, col, is_sidecar in columns:
+            if name not in present:
+                continue
+            value = pf.read(columns=[name]).column(0)[0]
+            sample = _column(ck, plan, col, name, value, is_sidecar, ses, sub)
+            if dfeats is not None and sample is not None:
+                cell, rec, is_list = sample
+                decoded += _decode(ck, dfeats, name, cell, rec, is_list)
+    result["checked"] = {"cells": ck.cells, "columns_decoded": decoded}
+    result["failures"] = sorted(ck.failures, key=lambda f: (f["check"], f["message"]))
+    return result
+
+
+def _column(
+    ck: _Checker,
+    plan: Any,
+    col: Column,
+    name: str,
+    value: pa.Scalar,
+    is_sidecar: bool,
+    ses: str,
+    sub: str,
+) -> tuple[Any, FileRecord | None, bool] | None:
+    """Compare one column's cell; return a sample (cell, record, is_list) to decode."""
+    if is_sidecar:
+        recs = plan.images[col.name]
+        texts = value.as_py() if col.kind == "images" else [value.as_py()]
+        if col.kind == "image" and not recs:
+            texts = [] if texts == [None] else texts
+        if len(texts) != len(recs):
+            ck.fail(f"column '{name}': {len(texts)} sidecar(s) for {len(recs)} image(s)")
+            return None
+        for text, rec in zip(texts, recs, strict=True):
+            ck.text_cell(name, text, _companion_rel(rec, ".json"), "sha256")
+        first = next((t for t in texts if t is not None), None)
+        return (first, None, col.kind == "images") if first is not None else None
+    if col.kind in IMAGE_KINDS:
+        recs = plan.images[col.name]
+        if col.kind == "images":
+            cells = list(value.values) if value.is_valid else []
+        else:
+            cells = [value] if value.is_valid else []
+        if len(cells) != len(recs):
+            ck.fail(f"column '{name}': {len(cells)} cell(s), the session has {len(recs)} file(s)")
+            return None
+        for cell, rec in zip(cells, recs, strict=True):
+            ck.nifti_cell(name, cell, rec)
+        sample = _smallest(list(zip(cells, recs, strict=True)))
+        return (sample[0], sample[1], col.kind == "images") if sample else None
+    if col.kind == "companion":
+        recs = plan.images[col.of]
+        texts = value.as_py() or []
+        if len(texts) != len(recs):
+            ck.fail(f"column '{name}': {len(texts)} value(s) for {len(recs)} '{col.of}' image(s)")
+            return None
+        for text, rec in zip(texts, recs, strict=True):
+            ck.text_cell(name, text, _companion_rel(rec, col.extension), "strip_sha256")
+        return (texts[0], None, True) if texts else None
+    got = value.as_py()
+    if col.kind == "subject" and got != f"sub-{sub}":
+        ck.fail(f"column '{name}' is {got!r}, expected 'sub-{sub}'")
+    elif col.kind == "session" and got != (f"ses-{ses}" if ses else None):
+        ck.fail(f"column '{name}' is {got!r}, expected {f'ses-{ses}' if ses else None!r}")
+    elif col.kind == "entity":
+        recs = plan.images[col.of]
+        raw = recs[0].entity(col.entity) if recs else ""
+        want = col.mapping.get(raw, raw) or None
+        if got != want:
+            ck.fail(f"column '{name}' is {got!r}, expected {want!r}")
+    return (got, None, False) if got is not None else None
