@@ -45,10 +45,11 @@ def slurm_cluster() -> None:
     assert "gpu" in info and "gpu:fake:2" in info, info
 
 
-def _project(tmp_path: Path, n_subjects: int = 3) -> dict[str, Path]:
+def _project(tmp_path: Path, subjects: tuple[str, ...] = ("M9001", "M9002", "M9004")) -> dict:
+    """The demo dataset, run on some of its subjects (M9004 has no DWI)."""
     from bids2hub.demo import write_demo_dataset
 
-    bids = write_demo_dataset(tmp_path / "bids", n_subjects=n_subjects)
+    bids = write_demo_dataset(tmp_path / "bids")
     out = tmp_path / "results"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
@@ -57,9 +58,8 @@ def _project(tmp_path: Path, n_subjects: int = 3) -> dict[str, Path]:
                 "bids_dir": str(bids),
                 "out_dir": str(out),
                 "dataset": "demo",
-                # A smaller demo than the one demo.yaml's expected counts describe:
-                # listing the subjects makes those counts 'n/a' in the validation report.
-                "subjects": [f"M{9000 + i}" for i in range(1, n_subjects + 1)],
+                # Part of the demo: its expected counts are 'n/a' in the validation report.
+                "subjects": list(subjects),
                 "segment": {
                     "backend": "deepisles",
                     "deepisles": {"cache_dir": str(tmp_path / "sif")},
@@ -153,7 +153,10 @@ def test_profile_runs_the_demo_with_gpu_jobs_on_the_gpu_partition(
         ses = target["session"]
         assert (out / f"hub/derivatives/deepisles/sub-{sub}/ses-{ses}/dwi/"
                 f"sub-{sub}_ses-{ses}_desc-lesion_mask.nii.gz").is_file()  # fmt: skip
-    assert len(list((out / "hub/data").rglob("*.parquet"))) == 5
+    sessions = [
+        s for sub in ("M9001", "M9002", "M9004") for s in project["bids"].glob(f"sub-{sub}/ses-*")
+    ]
+    assert len(list((out / "hub/data").rglob("*.parquet"))) == len(sessions) == 4
     assert (out / "qc/segmentation.tsv").is_file() and (out / "hub/README.md").is_file()
 
     submitted = _submitted(output)
@@ -168,9 +171,16 @@ def test_profile_runs_the_demo_with_gpu_jobs_on_the_gpu_partition(
             assert row["partition"] == "gpu" and "gres/gpu=1" in row["tres"], row
         else:
             assert row["partition"] == "cpu" and "gres/gpu" not in row["tres"], (name, row)
-    # One submission per subject for its per-session jobs and its DWI preparation.
-    groups = sorted(n.split("_")[1] for n in submitted.values() if n.startswith("group_"))
-    assert groups == ["subject-M9001", "subject-M9002", "subject-M9003"], submitted
+    # Per subject: one submission for its shards and DWI preparation, one for its
+    # session checks; the shard read-backs come after the validation checkpoint.
+    groups = sorted(n for n in submitted.values() if n.startswith("group_"))
+    shard_groups = [g for g in groups if g.startswith("group_shards-")]
+    assert [g.split("_")[1] for g in shard_groups] == [
+        "shards-M9001", "shards-M9002", "shards-M9004"
+    ], submitted  # fmt: skip
+    assert ["prepare_dwi" in g for g in shard_groups] == [True, True, False]  # M9004: no DWI
+    assert all(g.startswith("group_checks-") for g in groups if g not in shard_groups)
+    assert len(groups) <= 9, submitted
     assert not {"rule_write_shard", "rule_prepare_dwi"} & set(submitted.values())
     # Localrules never reach SLURM: the image pull ran here, once.
     assert "rule_pull_deepisles_image" not in submitted.values()
@@ -201,7 +211,7 @@ def test_failed_subject_is_rerun_alone_after_the_fix(slurm_cluster: None, tmp_pa
             f"sub-M9001_ses-{good}_desc-lesion_mask.nii.gz").is_file()  # fmt: skip
     m9002 = plan["targets"]["M9002"]["session"]
     shards = {p.name for p in (out / "hub/data").rglob("*.parquet")}
-    assert f"sub-M9002_ses-{m9002}.parquet" not in shards and len(shards) == 4
+    assert f"sub-M9002_ses-{m9002}.parquet" not in shards and len(shards) == 3
 
     status = _status(project)
     failed = [line.split("\t") for line in status.splitlines() if "\tfailed\t" in line]
@@ -213,7 +223,8 @@ def test_failed_subject_is_rerun_alone_after_the_fix(slurm_cluster: None, tmp_pa
         assert Path(f[4]).is_file() and "sub-M9002" in f[4]
     # The subject's group job stopped at its first failure; that job's log names the file.
     reasons = "".join(Path(f[4]).read_text() for f in failed)
-    assert f"{bad.relative_to(project['bids'])}: unreadable image" in reasons, reasons
+    rel = re.escape(str(bad.relative_to(project["bids"])))
+    assert re.search(rf"{rel}: (unreadable image|truncated or corrupt gzip)", reasons), reasons
     blocked = [
         line for line in status.splitlines() if "sub-M9002" in line and "\tsegment_lesion\t" in line
     ]
@@ -225,10 +236,12 @@ def test_failed_subject_is_rerun_alone_after_the_fix(slurm_cluster: None, tmp_pa
     per_subject = {(rule, sub) for rule, sub in executed if sub}
     assert per_subject and {sub for _, sub in per_subject} == {"M9002"}, executed
     assert ("write_shard", "M9002") in per_subject and ("segment_lesion", "M9002") in per_subject
-    # Only aggregates besides: nothing of M9001 reruns.
+    # Besides, only dataset-level aggregates (the validator and the checkpoint see the
+    # changed file too): nothing of M9001 or M9004 reruns.
     assert {rule for rule, sub in executed if not sub} <= {
         "all", "summarize_segmentation", "build_masks_table", "dataset_card",
-        "write_validation_report", "check_validation", "validation_report",
+        "run_bids_validator", "list_intact_sessions", "write_validation_report",
+        "check_validation",
     }, executed  # fmt: skip
     status = _status(project)
     assert "\tfailed\t" not in status and "\tmissing\t" not in status
@@ -255,7 +268,7 @@ def _sparse_nifti(path: Path, slices: int) -> None:
 def test_scancel_during_a_shard_write_leaves_no_partial_output(
     slurm_cluster: None, tmp_path: Path
 ) -> None:
-    project = _project(tmp_path, n_subjects=2)
+    project = _project(tmp_path, subjects=("M9001", "M9002"))
     big_session = next(project["bids"].glob("sub-M9002/ses-*"))
     ses = big_session.name
     big = big_session / "anat" / f"sub-M9002_{ses}_acq-tfl3_run-9_T1w.nii"

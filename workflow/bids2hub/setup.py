@@ -98,6 +98,11 @@ class WorkflowSetup:
         rec = self.manifest.top_level(name)
         return str(self.manifest.absolute(rec)) if rec else None
 
+    def check_path(self, shard: str) -> Path:
+        """The validation stage's source check of one shard's session."""
+        sub, _ses = self.shards[shard]
+        return self.out_dir / "validation" / "sessions" / f"sub-{sub}" / f"{shard}.json"
+
     # ------------------------------------------------------------ segmentation
 
     @property

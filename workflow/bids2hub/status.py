@@ -147,18 +147,16 @@ def stage_outputs(setup: Any) -> tuple[list[str], list[tuple[str, str, dict[str,
     setup
         A :class:`bids2hub.setup.WorkflowSetup`.
     """
-    stages = ["write_shard"]
-    check = getattr(setup, "check_path", None)
-    if check is not None:
-        stages.append("check_session")
+    stages = ["write_shard", "check_session"]
     targets = setup.segmentation["targets"]
     if targets:
         stages += ["prepare_dwi", "segment_lesion"]
     rows = []
     for shard, (sub, ses) in setup.shards.items():
-        outputs = {"write_shard": setup.shard_path(shard)}
-        if check is not None:
-            outputs["check_session"] = str(check(shard))
+        outputs = {
+            "write_shard": setup.shard_path(shard),
+            "check_session": str(setup.check_path(shard)),
+        }
         target = targets.get(sub)
         if target is not None and (target.get("session") or "") == ses:
             outputs["prepare_dwi"] = str(setup.prepared_info_path(sub))

@@ -85,7 +85,11 @@ def segment_resources():
     """
     if SEGMENT_BACKEND != "deepisles":
         return {"mem_mb": lambda wildcards, attempt: 2000 * attempt}
-    return {"gpu": 1, "mem_mb": lambda wildcards, attempt: 16000 * attempt, "runtime": 60}
+    return {
+        "gpu": 1,
+        "mem_mb": lambda wildcards, attempt: 16000 * attempt,
+        "runtime": 60,
+    }
 
 
 def description_params():

@@ -8,8 +8,7 @@ VALIDATION = f"{OUT}/validation"
 
 def session_check_path(shard):
     """The source check of one shard's session."""
-    sub, _ses = SETUP.shards[shard]
-    return f"{VALIDATION}/sessions/sub-{sub}/{shard}.json"
+    return str(SETUP.check_path(shard))
 
 
 def shard_check_path(shard):
