@@ -41,6 +41,8 @@ bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	python tests/benchmarks/bench_shards.py
 	python tests/benchmarks/bench_index.py
+	python tests/benchmarks/bench_prepare_dwi.py
+	python tests/benchmarks/bench_validation.py
 
 clean:
 	rm -rf results demo .snakemake

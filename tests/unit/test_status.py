@@ -114,5 +114,5 @@ def test_load_config_merges_files_like_snakemake(tmp_path: Path) -> None:
     cfg = load_config([a, b], tmp_path / "unused.yaml")
     assert cfg == {"bids_dir": "x", "segment": {"backend": "deepisles", "session": "latest"}}
     a.write_text("- not a mapping\n")
-    with pytest.raises(ConfigError, match=r"a\.yaml: the config file is not a mapping"):
+    with pytest.raises(ConfigError, match=r"a\.yaml: the config file must be a mapping"):
         load_config([a], tmp_path / "unused.yaml")

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .bidsname import natural_key
+from .config import read_yaml_mapping
 from .errors import ConfigError
 from .index import FileRecord, Manifest
 
@@ -162,12 +161,7 @@ def load_map(path: Path) -> ColumnMap:
     ConfigError
         Naming the file and what is wrong.
     """
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read dataset map ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a dataset map must be a mapping")
+    raw = read_yaml_mapping(path, "dataset map")
     unknown = sorted(set(raw) - _MAP_KEYS)
     if unknown:
         raise ConfigError(

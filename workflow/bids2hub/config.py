@@ -93,3 +93,20 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     if out.get("subjects"):
         out["subjects"] = [s.removeprefix("sub-") for s in out["subjects"]]
     return out
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (an empty file is an empty mapping).
+
+    Raises
+    ------
+    ConfigError
+        ``<path>: cannot read <what> (...)`` or ``<path>: <what> must be a mapping``.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {what} must be a mapping")
+    return data

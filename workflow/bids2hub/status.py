@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import ConfigError
+from .config import read_yaml_mapping
 
 DONE, FAILED, INCOMPLETE, MISSING, NOT_APPLICABLE = (
     "done",
@@ -244,13 +242,7 @@ def load_config(configfiles: Iterable[Path], default: Path) -> dict[str, Any]:
     files = list(configfiles) or [default]
     config: dict[str, Any] = {}
     for path in files:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the config file is not a mapping")
-        _update(config, data)
+        _update(config, read_yaml_mapping(Path(path), "the config file"))
     return config
 
 
