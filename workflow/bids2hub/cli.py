@@ -156,7 +156,12 @@ def _cmd_segment_describe(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise Bids2HubError(f"{args.source_description}: not readable JSON ({exc})") from None
     text = description_json(
-        args.backend, source, container_uri=args.container_uri or None, version=args.version
+        args.backend,
+        source,
+        container_uri=args.container_uri or None,
+        version=args.version,
+        adc_threshold=args.adc_threshold,
+        min_lesion_ml=args.min_lesion_ml,
     )
     write_description(Path(args.output), text)
     return 0
@@ -174,6 +179,13 @@ def _cmd_segment_qc(args: argparse.Namespace) -> int:
     for row in rows:
         log.info("%s", "\t".join(row.cells()))
     return 0
+
+
+def _threshold_options(p: argparse.ArgumentParser) -> None:
+    from .segment import ADC_THRESHOLD, MIN_LESION_ML
+
+    p.add_argument("--adc-threshold", type=float, default=ADC_THRESHOLD, help="mm^2/s")
+    p.add_argument("--min-lesion-ml", type=float, default=MIN_LESION_ML)
 
 
 def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
@@ -195,8 +207,7 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", default="", help="DeepISLES container image (backend deepisles)")
     p.add_argument("--fast", action="store_true", help="DeepISLES --fast")
     p.add_argument("--skull-strip", action="store_true", help="DeepISLES --skull_strip")
-    p.add_argument("--adc-threshold", type=float, default=620e-6)
-    p.add_argument("--min-lesion-ml", type=float, default=0.2)
+    _threshold_options(p)
     p.set_defaults(func=_cmd_segment_run)
 
     p = cmds.add_parser("describe", help="write the derivative's dataset_description.json")
@@ -204,6 +215,7 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source-description", required=True, help="the raw dataset's description")
     p.add_argument("--container-uri", default="", help="docker://...@sha256:... (deepisles)")
     p.add_argument("--version", default=None, help="DeepISLES version (deepisles)")
+    _threshold_options(p)
     p.add_argument("--output", required=True)
     p.set_defaults(func=_cmd_segment_describe)
 

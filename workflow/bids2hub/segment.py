@@ -259,16 +259,23 @@ def mask_relpath(sub: str, ses: str) -> str:
 
 
 def generated_by(
-    backend: str, *, container_uri: str | None = None, version: str | None = None
+    backend: str,
+    *,
+    container_uri: str | None = None,
+    version: str | None = None,
+    adc_threshold: float = ADC_THRESHOLD,
+    min_lesion_ml: float = MIN_LESION_ML,
 ) -> list[dict[str, Any]]:
-    """``GeneratedBy`` of the derivative dataset for a backend."""
+    """``GeneratedBy`` of the derivative dataset for a backend (with the threshold
+    backend's actual parameters)."""
     if backend == "threshold":
         return [
             {
                 "Name": "bids2hub-threshold",
                 "Version": __version__,
-                "Description": f"ADC below {ADC_THRESHOLD * 1e6:g}e-6 mm^2/s inside the brain, "
-                "hyperintense on the b~1000 trace, small components removed",
+                "Description": f"ADC below {adc_threshold * 1e6:g}e-6 mm^2/s inside the brain, "
+                "hyperintense on the b~1000 trace, components smaller than "
+                f"{min_lesion_ml:g} mL removed",
             }
         ]
     if backend == "deepisles":
@@ -289,6 +296,8 @@ def description_json(
     *,
     container_uri: str | None = None,
     version: str | None = None,
+    adc_threshold: float = ADC_THRESHOLD,
+    min_lesion_ml: float = MIN_LESION_ML,
 ) -> str:
     """Text of the derivative's ``dataset_description.json`` (deterministic).
 
@@ -299,7 +308,13 @@ def description_json(
         "Name": f"Lesion masks of {source.get('Name') or 'a BIDS dataset'}",
         "BIDSVersion": "1.10.0",
         "DatasetType": "derivative",
-        "GeneratedBy": generated_by(backend, container_uri=container_uri, version=version),
+        "GeneratedBy": generated_by(
+            backend,
+            container_uri=container_uri,
+            version=version,
+            adc_threshold=adc_threshold,
+            min_lesion_ml=min_lesion_ml,
+        ),
     }
     doi = source.get("DatasetDOI")
     if doi:

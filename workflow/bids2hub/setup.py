@@ -103,6 +103,11 @@ class WorkflowSetup:
         sub, _ses = self.shards[shard]
         return self.out_dir / "validation" / "sessions" / f"sub-{sub}" / f"{shard}.json"
 
+    def round_trip_path(self, shard: str) -> Path:
+        """The validation stage's read-back check of one shard."""
+        sub, _ses = self.shards[shard]
+        return self.out_dir / "validation" / "shards" / f"sub-{sub}" / f"{shard}.json"
+
     # ------------------------------------------------------------ segmentation
 
     @property

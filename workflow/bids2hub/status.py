@@ -145,7 +145,7 @@ def stage_outputs(setup: Any) -> tuple[list[str], list[tuple[str, str, dict[str,
     setup
         A :class:`bids2hub.setup.WorkflowSetup`.
     """
-    stages = ["write_shard", "check_session"]
+    stages = ["write_shard", "check_session", "check_shard"]
     targets = setup.segmentation["targets"]
     if targets:
         stages += ["prepare_dwi", "segment_lesion"]
@@ -154,6 +154,7 @@ def stage_outputs(setup: Any) -> tuple[list[str], list[tuple[str, str, dict[str,
         outputs = {
             "write_shard": setup.shard_path(shard),
             "check_session": str(setup.check_path(shard)),
+            "check_shard": str(setup.round_trip_path(shard)),
         }
         target = targets.get(sub)
         if target is not None and (target.get("session") or "") == ses:

@@ -72,9 +72,16 @@ def segment_options(wildcards, input):
         if DEEPISLES["skull_strip"]:
             args.append("--skull-strip")
     else:
-        args.append(f"--adc-threshold {SEGMENT['adc_threshold']!r}")
-        args.append(f"--min-lesion-ml {SEGMENT['min_lesion_ml']!r}")
+        args.append(threshold_args())
     return " ".join(args)
+
+
+def threshold_args():
+    """The threshold backend's parameters (segmentation and its provenance)."""
+    return (
+        f"--adc-threshold {SEGMENT['adc_threshold']!r}"
+        f" --min-lesion-ml {SEGMENT['min_lesion_ml']!r}"
+    )
 
 
 def segment_resources():
@@ -88,14 +95,14 @@ def segment_resources():
     return {
         "gpu": 1,
         "mem_mb": lambda wildcards, attempt: 16000 * attempt,
-        "runtime": 60,
+        "runtime": lambda wildcards, attempt: 60 * attempt,
     }
 
 
 def description_params():
     """`bids2hub segment describe` arguments (deterministic content)."""
     if SEGMENT_BACKEND != "deepisles":
-        return ""
+        return threshold_args()
     return f"--container-uri {shlex.quote(DEEPISLES['uri'])}"
 
 

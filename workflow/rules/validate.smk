@@ -18,7 +18,7 @@ rule check_session:
     conda:
         "../../envs/bids2hub.yaml"
     resources:
-        mem_mb=500,
+        mem_mb=lambda wildcards, attempt: 500 * attempt,
     params:
         manifest=str(SETUP.manifest_path),
         session=shard_session,
@@ -125,7 +125,9 @@ rule write_validation_report:
             else ""
         ),
         segmentation=lambda wildcards, input: (
-            f"--segmentation {input.segmentation[0]}" if input.segmentation else ""
+            f"--segmentation {shlex.quote(input.segmentation[0])}"
+            if input.segmentation
+            else ""
         ),
     shell:
         "python -m bids2hub validation-report --manifest {params.manifest:q}"

@@ -1,6 +1,7 @@
 # Helpers of the validation rules (validate.smk): paths and input functions,
 # O(1) per job except the report's, which runs in the main process only.
 import json
+import shlex
 from pathlib import Path
 
 VALIDATION = f"{OUT}/validation"
@@ -13,8 +14,7 @@ def session_check_path(shard):
 
 def shard_check_path(shard):
     """The round-trip check of one shard."""
-    sub, _ses = SETUP.shards[shard]
-    return f"{VALIDATION}/shards/sub-{sub}/{shard}.json"
+    return str(SETUP.round_trip_path(shard))
 
 
 def validation_targets():
@@ -35,9 +35,8 @@ def round_trip_results(wildcards):
 
 
 def segmentation_plan(wildcards):
-    """index/segmentation.json when the segmentation stage wrote one at parse time."""
-    path = SETUP.out_dir / "index" / "segmentation.json"
-    return [str(path)] if path.is_file() else []
+    """index/segmentation.json (written at parse time), for the excluded subjects."""
+    return [str(SETUP.segmentation_path)]
 
 
 def validation_subjects_arg():
@@ -46,9 +45,10 @@ def validation_subjects_arg():
     return ("--subjects " + " ".join(subjects)) if subjects else ""
 
 
-def shard_check_mem_mb(wildcards, input):
-    """Memory of a round-trip job: one column of the shard at a time, plus a decoded cell."""
-    return int(input.size_mb) + 500
+def shard_check_mem_mb(wildcards, input, attempt):
+    """Memory of a round-trip job: one column of the shard at a time, plus a decoded
+    cell; more on each retry."""
+    return (int(input.size_mb) + 500) * attempt
 
 
 def out_dir_of_output(wildcards, output):
