@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from .errors import BidsError, SegmentationError
 from .fsutil import atomic_path
 from .nifti import check_nifti
+from .segment import DERIVATIVE
 
-DERIVATIVE = Path("derivatives") / "deepisles"
 TABLE = Path("masks") / "masks.parquet"
 NIFTI_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 SCHEMA = pa.schema(

@@ -29,7 +29,8 @@ from .fsutil import atomic_path, write_if_changed
 ADC_THRESHOLD = 620e-6
 #: Connected components smaller than this (mL) are dropped.
 MIN_LESION_ML = 0.2
-DERIVATIVE_NAME = "deepisles"
+#: The masks' BIDS derivatives dataset, relative to the published ``hub/`` folder.
+DERIVATIVE = Path("derivatives") / "deepisles"
 BACKENDS = ("deepisles", "threshold")
 
 

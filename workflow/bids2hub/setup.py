@@ -118,7 +118,9 @@ class WorkflowSetup:
     @property
     def derivatives_dir(self) -> Path:
         """The lesion-mask derivatives dataset."""
-        return self.out_dir / "hub" / "derivatives" / "deepisles"
+        from .segment import DERIVATIVE
+
+        return self.out_dir / "hub" / DERIVATIVE
 
     def prepared_dir(self, sub: str) -> Path:
         """Where prepare_dwi writes a subject's trace, ADC and prepared.json."""

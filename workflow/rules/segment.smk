@@ -34,7 +34,7 @@ rule segment_lesion:
     input:
         unpack(segment_sources),
     output:
-        mask=f"{OUT}/hub/derivatives/deepisles/sub-{{sub}}/{{maskpath}}_desc-lesion_mask.nii.gz",
+        mask=f"{SETUP.derivatives_dir}/sub-{{sub}}/{{maskpath}}_desc-lesion_mask.nii.gz",
     log:
         f"{OUT}/logs/segment_lesion/sub-{{sub}}/{{maskpath}}.log",
     benchmark:
@@ -56,7 +56,7 @@ rule write_deepisles_description:
     input:
         source=f"{SETUP.bids_dir}/dataset_description.json",
     output:
-        f"{OUT}/hub/derivatives/deepisles/dataset_description.json",
+        f"{SETUP.derivatives_dir}/dataset_description.json",
     log:
         f"{OUT}/logs/write_deepisles_description/write_deepisles_description.log",
     benchmark:
@@ -79,7 +79,7 @@ rule summarize_segmentation:
         masks=SETUP.mask_targets(),
         experts=SETUP.expert_inputs(),
     output:
-        f"{OUT}/qc/segmentation.tsv",
+        str(SETUP.qc_path),
     log:
         f"{OUT}/logs/summarize_segmentation/summarize_segmentation.log",
     benchmark:
