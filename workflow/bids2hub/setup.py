@@ -100,13 +100,15 @@ class WorkflowSetup:
 
     def check_path(self, shard: str) -> Path:
         """The validation stage's source check of one shard's session."""
-        sub, _ses = self.shards[shard]
-        return self.out_dir / "validation" / "sessions" / f"sub-{sub}" / f"{shard}.json"
+        from .validate.report import session_result
+
+        return session_result(self.out_dir, *self.shards[shard])
 
     def round_trip_path(self, shard: str) -> Path:
         """The validation stage's read-back check of one shard."""
-        sub, _ses = self.shards[shard]
-        return self.out_dir / "validation" / "shards" / f"sub-{sub}" / f"{shard}.json"
+        from .validate.report import shard_result
+
+        return shard_result(self.out_dir, *self.shards[shard])
 
     # ------------------------------------------------------------ segmentation
 
