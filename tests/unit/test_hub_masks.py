@@ -46,7 +46,8 @@ def test_mask_paths_follow_the_interface() -> None:
 
 
 def test_plan_and_generator(tmp_path: Path) -> None:
-    assert planned_masks(tmp_path / "absent.json") == []
+    with pytest.raises(SegmentationError, match=r"absent\.json: segmentation plan not found"):
+        planned_masks(tmp_path / "absent.json")
     plan = tmp_path / "segmentation.json"
     plan.write_text(json.dumps({"targets": {"B": {"session": ""}, "A": {"session": "2"}}}))
     assert planned_masks(plan) == [("A", "2"), ("B", "")]

@@ -163,6 +163,33 @@ def test_segment_subject_keeps_failures_out_of_the_derivatives(tmp_path: Path) -
         segment_subject("deepisles", dwi, adc_path, None, out)
 
 
+def test_segment_subject_works_in_the_scratch_dir_and_clears_a_killed_runs_leftovers(
+    tmp_path: Path,
+) -> None:
+    trace, adc, _ = _phantom()
+    work = tmp_path / "work" / "sub-1"
+    dwi, adc_path = _save(work / "dwi.nii.gz", trace), _save(work / "adc.nii.gz", adc)
+    deriv = tmp_path / "derivatives" / "sub-1" / "dwi"
+    out = deriv / "sub-1_desc-lesion_mask.nii.gz"
+    stale = work / f".{out.name}.scratch-killed"  # what a SIGKILL mid-run leaves
+    stale.mkdir()
+    (stale / "lesion_msk.nii.gz").write_bytes(b"half")
+    seen = []
+
+    def container(img, d, a, f, result, *, fast, skull_strip, log):
+        seen.append(Path(result).parent)
+        assert not stale.exists()
+        _save(result, (adc < 0.5e-3).astype(np.uint8))
+
+    image = tmp_path / "deepisles.sif"
+    image.write_bytes(b"sif")
+    segment_subject("deepisles", dwi, adc_path, None, out, image=image,
+                    run_deepisles=container, scratch_dir=work)  # fmt: skip
+    assert seen[0].parent == work and seen[0].name.startswith(f".{out.name}.scratch-")
+    assert [p.name for p in deriv.iterdir()] == [out.name]  # nothing else in the derivatives
+    assert sorted(p.name for p in work.iterdir()) == ["adc.nii.gz", "dwi.nii.gz"]
+
+
 def test_cli_run_fails_in_one_line_and_leaves_nothing(tmp_path: Path, capsys) -> None:
     trace, adc, _ = _phantom()
     dwi = _save(tmp_path / "dwi.nii.gz", trace)

@@ -7,9 +7,7 @@ import importlib.metadata
 import json
 import re
 import shutil
-import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -19,6 +17,7 @@ import yaml
 from bids2hub.synthetic import arc_expected_counts
 from bids2hub.validate.counts import count_names
 
+from tests.browser import distinct_colours, png_pixels
 from tests.conftest import run_snakemake
 
 pytestmark = pytest.mark.workflow
@@ -43,21 +42,6 @@ def _browser(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
         "--disable-sync", f"--user-data-dir={profile}", *args,
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
-
-
-def _png_pixels(path: Path) -> tuple[int, int, bytes]:
-    """Width, height and the decompressed scanlines of a PNG (no imaging library needed)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    idat, pos = b"", 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        if kind == b"IDAT":
-            idat += data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-    return width, height, zlib.decompress(idat)
 
 
 def test_demo_report_renders_in_a_browser_and_a_tampered_shard_fails(tmp_path: Path) -> None:
@@ -88,9 +72,9 @@ def test_demo_report_renders_in_a_browser_and_a_tampered_shard_fails(tmp_path: P
     shot = tmp_path / "report.png"
     _browser(f"--screenshot={shot}", "--window-size=1280,2000", (out / "report.html").as_uri(),
              profile=profile)  # fmt: skip
-    width, height, pixels = _png_pixels(shot)
+    width, height, _ = png_pixels(shot)
     assert (width, height) == (1280, 2000)
-    assert len(set(pixels)) > 20  # text, tables and the banner, not a blank page
+    assert distinct_colours(shot) > 20  # text, tables and the banner, not a blank page
     keep = Path(__file__).resolve().parents[2] / "results" / "screenshots"
     keep.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, keep / "validation-report-demo.png")

@@ -141,6 +141,7 @@ def _cmd_segment_run(args: argparse.Namespace) -> int:
             "adc_threshold": args.adc_threshold,
             "min_lesion_ml": args.min_lesion_ml,
         },
+        scratch_dir=Path(args.scratch_dir) if args.scratch_dir else None,
     )
     log.info("%s: %d lesion voxels (backend %s)", args.output, int(mask.sum()), args.backend)
     return 0
@@ -207,6 +208,9 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", default="", help="DeepISLES container image (backend deepisles)")
     p.add_argument("--fast", action="store_true", help="DeepISLES --fast")
     p.add_argument("--skull-strip", action="store_true", help="DeepISLES --skull_strip")
+    p.add_argument(
+        "--scratch-dir", default="", help="where the backend works (default: next to --output)"
+    )
     _threshold_options(p)
     p.set_defaults(func=_cmd_segment_run)
 

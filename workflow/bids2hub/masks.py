@@ -66,12 +66,15 @@ def mask_relpath(sub: str, ses: str) -> str:
 def planned_masks(plan_path: Path) -> list[tuple[str, str]]:
     """(subject, session) of every segmentation target of ``index/segmentation.json``.
 
-    An absent plan means no segmentation stage: no masks.
+    The workflow writes the plan whenever it parses the Snakefile, so an absent
+    plan is an error, not "no masks".
     """
     try:
         plan = json.loads(Path(plan_path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return []
+        raise SegmentationError(
+            f"{plan_path}: segmentation plan not found (the workflow writes it when it starts)"
+        ) from None
     except ValueError as exc:
         raise SegmentationError(f"{plan_path}: not valid JSON ({exc})") from None
     targets = plan.get("targets", {})

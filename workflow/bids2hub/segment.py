@@ -212,12 +212,15 @@ def segment_subject(
     log: TextIO | None = None,
     threshold_options: dict[str, float] | None = None,
     run_deepisles: Callable[..., None] | None = None,
+    scratch_dir: Path | None = None,
 ) -> np.ndarray:
     """Run a backend, check its result and write the derivative mask to ``out``.
 
-    The backend writes into a scratch folder next to ``out``; only a mask that
-    passes :func:`check_mask` is renamed onto ``out``, so a failure leaves
-    nothing in the derivatives dataset.
+    The backend writes into a scratch folder under ``scratch_dir`` (the
+    subject's work folder in the workflow; next to ``out`` when not given);
+    only a mask that passes :func:`check_mask` is renamed onto ``out``, so a
+    failure leaves nothing in the derivatives dataset. Scratch folders that a
+    killed run of the same subject left behind are removed first.
 
     Raises
     ------
@@ -228,7 +231,12 @@ def segment_subject(
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    scratch_dir = Path(scratch_dir) if scratch_dir is not None else out.parent
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f".{out.name}.scratch-"
+    for stale in scratch_dir.glob(f"{prefix}*"):  # left by a SIGKILLed run of this subject
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_dir))
     try:
         raw = scratch / "lesion_msk.nii.gz"
         if backend == "threshold":

@@ -46,10 +46,11 @@ rule segment_lesion:
     params:
         backend=SEGMENT_BACKEND,
         options=segment_options,
+        scratch=lambda wildcards: SETUP.prepared_dir(wildcards.sub),
     shell:
         "python -m bids2hub segment run --backend {params.backend}"
         " --dwi {input.dwi:q} --adc {input.adc:q} {params.options}"
-        " --output {output.mask:q} > {log:q} 2>&1"
+        " --scratch-dir {params.scratch:q} --output {output.mask:q} > {log:q} 2>&1"
 
 
 rule write_deepisles_description:
