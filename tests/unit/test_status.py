@@ -16,6 +16,7 @@ from bids2hub.status import (
     load_config,
     output_state,
     parse_run_log,
+    run_failures,
 )
 
 # Shapes of a real Snakemake 9 run log: a local job's error, then a SLURM
@@ -90,6 +91,26 @@ def test_output_state(tmp_path: Path) -> None:
     assert output_state(broken, work, failures) == FAILED
     assert output_state(absent, work, failures) == MISSING
     assert output_state(dying, work, failures) == INCOMPLETE
+
+
+def test_failures_of_older_runs_count_until_a_later_run_reports_again(tmp_path: Path) -> None:
+    logs = tmp_path / ".snakemake" / "log"
+    logs.mkdir(parents=True)
+    # Run 1: prepare_dwi of sub-A and a shard of sub-B fail. Run 2 (--keep-going, killed
+    # early) retried only the shard, which failed again with another log.
+    (logs / "2026-11-25T100000.000000.snakemake.log").write_text(LOCAL_ERROR + GROUP_ERROR)
+    retry = GROUP_ERROR.replace("/o/logs/write_shard/sub-B/sub-B_ses-2.log", "/o/logs/retry.log")
+    (logs / "2026-11-25T110000.000000.snakemake.log").write_text(retry)
+    failures = run_failures(tmp_path)
+    assert set(failures) == {
+        "/o/work/deepisles/sub-A/dwi.nii.gz",
+        "/o/work/deepisles/sub-A/adc.nii.gz",
+        "/o/work/deepisles/sub-A/prepared.json",
+        "/o/hub/data/sub-B/sub-B_ses-2.parquet",
+    }
+    assert failures["/o/work/deepisles/sub-A/prepared.json"].log == "/o/logs/prepare_dwi/sub-A.log"
+    assert failures["/o/hub/data/sub-B/sub-B_ses-2.parquet"].log == "/o/logs/retry.log"
+    assert run_failures(tmp_path / "no-runs-yet") == {}
 
 
 def test_long_paths_split_like_snakemake(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Per-subject/session status of a run: done, failed, incomplete or missing per stage.
 
 Read from what Snakemake itself keeps: the outputs, its incomplete markers
-(``.snakemake/incomplete/``) and the error report of its latest run log
-(``.snakemake/log/*.snakemake.log``), so that after a cluster run with
+(``.snakemake/incomplete/``) and the error reports of its run logs
+(``.snakemake/log/*.snakemake.log``, all of them: a job that failed two runs
+ago and was not attempted since is still failed), so that after a cluster run with
 ``--keep-going`` one command shows what failed and where the log of each
 failure is, and after the rerun that it is done.
 """
@@ -119,6 +120,18 @@ def latest_run_log(workdir: Path) -> Path | None:
     return logs[-1] if logs else None
 
 
+def run_failures(workdir: Path) -> dict[str, Failure]:
+    """Failed outputs over every run log of ``workdir``, a newer report replacing an older one.
+
+    An output that exists is done whatever an old log says (see :func:`output_state`),
+    so merging all runs only adds the failures that later runs did not retry.
+    """
+    failures: dict[str, Failure] = {}
+    for path in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log")):
+        failures.update(parse_run_log(path.read_text(errors="replace")))
+    return failures
+
+
 def _incomplete_marker(workdir: Path, path: str) -> Path:
     # Snakemake's file persistence: the url-safe base64 of the output path,
     # split into 254-character folder parts prefixed with '@'.
@@ -167,7 +180,7 @@ def stage_outputs(setup: Any) -> tuple[list[str], list[tuple[str, str, dict[str,
 def collect_status(setup: Any, workdir: Path) -> StatusReport:
     """The state of every stage of every subject/session of ``setup`` in ``workdir``."""
     log_file = latest_run_log(workdir)
-    failures = parse_run_log(log_file.read_text(errors="replace")) if log_file else {}
+    failures = run_failures(workdir)
     stages, planned = stage_outputs(setup)
     rows = []
     for sub, ses, outputs in planned:
