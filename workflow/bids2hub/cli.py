@@ -553,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_segment_parsers(sub)
     _add_validation_parsers(sub)
+    from .paper.cli import add_parsers as _add_paper_parsers
+
+    _add_paper_parsers(sub)
     return parser
 
 
