@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 from bids2hub.cli import main
 from bids2hub.errors import ConfigError
-from bids2hub.viewer import MANIFEST, ViewerError, load_bundle, render_viewer_html, viewer_subject
+from bids2hub.viewer import (
+    MANIFEST,
+    ViewerError,
+    ViewerPlan,
+    load_bundle,
+    render_viewer_html,
+    viewer_subject,
+)
 
 from tests.conftest import REPO
 
@@ -145,3 +152,34 @@ def test_viewer_subject_choice() -> None:
     assert str(exc.value) == (
         "config key 'paper.viewer.subject': sub-M10 has no lesion mask (no usable DWI)"
     )
+
+
+def test_plan_from_a_real_setup(arc_tree_ro: Path, tmp_path: Path) -> None:
+    from bids2hub.setup import prepare
+
+    config_dir = REPO / "config"
+    cfg = {"bids_dir": str(arc_tree_ro), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}
+    setup = prepare(cfg, config_dir=config_dir)
+    targets = setup.segmentation["targets"]
+    first = sorted(targets)[0]  # ARC labels: natural order is plain order here
+    plan = ViewerPlan.from_setup(setup)
+    assert plan.subject == first and plan.session == targets[first]["session"]
+    assert plan.targets() == [str(tmp_path / "out" / "paper" / "viewer.html")]
+    assert plan.inputs() == {
+        "dwi": str(setup.prepared_dir(first) / "dwi.nii.gz"),
+        "mask": setup.mask_path(first),
+    }
+    off = prepare({**cfg, "paper": {"viewer": {"enabled": False}}}, config_dir=config_dir)
+    plan = ViewerPlan.from_setup(off)
+    assert plan.targets() == []
+    with pytest.raises(
+        ViewerError,
+        match=r"viewer\.html: no viewer page in this run \(paper\.viewer\.enabled is false\)",
+    ):
+        plan.inputs()
+    excluded = next(iter(setup.segmentation["excluded"]))
+    bad = prepare({**cfg, "paper": {"viewer": {"subject": excluded}}}, config_dir=config_dir)
+    with pytest.raises(
+        ConfigError, match=rf"'paper\.viewer\.subject': sub-{excluded} has no lesion mask \("
+    ):
+        ViewerPlan.from_setup(bad)

@@ -1,27 +1,10 @@
 # The NiiVue viewer page: one self-contained HTML file (paper/viewer.html) with a
 # subject's b~1000 trace and its lesion mask; the NiiVue bundle comes from
 # `make viewer-assets` (pinned in envs/niivue/), recorded in data/niivue.json.
-# Which subject: bids2hub.viewer.ViewerPlan (paper.viewer.*), decided at parse time.
-from bids2hub.viewer import MANIFEST as NIIVUE_MANIFEST
-from bids2hub.viewer import ViewerPlan
-
-try:
-    VIEWER = ViewerPlan.from_setup(SETUP)
-except Bids2HubError as exc:
-    sys.exit(f"bids2hub: error: {exc}")
+# Which subject: VIEWER in viewer_common.smk.
 
 
-def viewer_targets():
-    """paper/viewer.html, or nothing when disabled or no subject is segmented."""
-    return VIEWER.targets()
-
-
-def viewer_inputs(wildcards):
-    """The trace and the mask of the viewer's subject."""
-    try:
-        return VIEWER.inputs()
-    except Bids2HubError as exc:
-        raise WorkflowError(str(exc)) from None
+include: "viewer_common.smk"
 
 
 rule render_viewer:
