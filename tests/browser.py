@@ -183,7 +183,9 @@ def render_page(
                 result.value = value
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{page}: not ready after {timeout:.0f} s ({ready})")
+                _record(pipe.events, result)  # say why, when the page said it
+                said = f"; errors: {' | '.join(result.errors)[:2000]}" if result.errors else ""
+                raise TimeoutError(f"{page}: not ready after {timeout:.0f} s ({ready}){said}")
             time.sleep(0.2)
         time.sleep(0.5)  # let a last animation frame paint
         shot = pipe.call("Page.captureScreenshot", session=sid, format="png")

@@ -47,8 +47,11 @@ def test_a_clean_page_has_no_errors_and_a_blank_page_one_colour(tmp_path: Path) 
     assert distinct_colours(tmp_path / "blank.png") == 1
 
 
-def test_a_page_that_never_gets_ready_times_out(tmp_path: Path) -> None:
+def test_a_page_that_never_gets_ready_times_out_with_its_errors(tmp_path: Path) -> None:
     page = tmp_path / "never.html"
     page.write_text(CLEAN)
-    with pytest.raises(TimeoutError, match=r"never\.html: not ready"):
+    with pytest.raises(TimeoutError, match=r"never\.html: not ready after \d+ s \(window\.nope\)$"):
         render_page(page, tmp_path / "n.png", tmp_path / "p", ready="window.nope", timeout=2)
+    page.write_text(BROKEN)
+    with pytest.raises(TimeoutError, match=r"not ready .*; errors: console\.error: an error"):
+        render_page(page, tmp_path / "b.png", tmp_path / "p2", ready="window.nope", timeout=5)

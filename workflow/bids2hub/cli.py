@@ -474,6 +474,29 @@ def _add_validation_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_check_validation)
 
 
+def _cmd_viewer(args: argparse.Namespace) -> int:
+    from .viewer import write_viewer
+
+    size = write_viewer(
+        Path(args.dwi), Path(args.mask), Path(args.output),
+        subject=args.subject.removeprefix("sub-"), session=args.session.removeprefix("ses-"),
+    )  # fmt: skip
+    log.info("viewer of sub-%s: %d bytes -> %s", args.subject, size, args.output)
+    return 0
+
+
+def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "viewer", help="write the self-contained NiiVue page of a b~1000 trace and its mask"
+    )
+    p.add_argument("--dwi", required=True, help="the b~1000 trace (NIfTI)")
+    p.add_argument("--mask", required=True, help="the lesion mask on the same grid (NIfTI)")
+    p.add_argument("--subject", required=True, help="subject label (for the title)")
+    p.add_argument("--session", default="", help="session label (for the title)")
+    p.add_argument("--output", required=True, help="the HTML page")
+    p.set_defaults(func=_cmd_viewer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(prog="bids2hub", description=__doc__.splitlines()[0])
@@ -553,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_segment_parsers(sub)
     _add_validation_parsers(sub)
+    _add_viewer_parser(sub)
     from .paper.cli import add_parsers as _add_paper_parsers
 
     _add_paper_parsers(sub)
