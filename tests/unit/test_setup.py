@@ -39,3 +39,24 @@ def test_subject_filter_and_rows(arc_tree: Path, tmp_path: Path) -> None:
     assert setup.label_pattern() == "M2105"
     with pytest.raises(ConfigError, match="sub-M0000 not found"):
         prepare({**cfg, "subjects": ["M0000"]}, config_dir=CONFIG_DIR)
+
+
+def test_target_paths_follow_the_stage_layouts(arc_tree: Path, tmp_path: Path) -> None:
+    from bids2hub.segment import mask_relpath
+    from bids2hub.validate.report import session_result, shard_result
+
+    cfg = {"bids_dir": str(arc_tree), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}
+    setup = prepare(cfg, config_dir=CONFIG_DIR)
+    out = setup.out_dir
+    for shard, (sub, ses) in setup.shards.items():
+        assert setup.check_path(shard) == str(session_result(out, sub, ses))
+        assert setup.round_trip_path(shard) == str(shard_result(out, sub, ses))
+        assert setup.shard_path(shard) == str(
+            out / "hub" / "data" / f"sub-{sub}" / f"{shard}.parquet"
+        )
+        files = setup.manifest.files_for(sub, ses)
+        assert set(setup.session_inputs(shard)) <= {str(arc_tree.resolve() / r.path) for r in files}
+    for sub, target in setup.segmentation["targets"].items():
+        assert setup.mask_path(sub) == str(
+            setup.derivatives_dir / mask_relpath(sub, target["session"])
+        )

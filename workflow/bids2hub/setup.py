@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class WorkflowSetup:
     cmap: ColumnMap
     participants: dict[str, dict[str, str]]
     segmentation: dict[str, Any]  # the plan: {"targets": {...}, "excluded": {...}}
+    _paths: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def bids_dir(self) -> Path:
@@ -50,7 +51,8 @@ class WorkflowSetup:
     def shard_path(self, shard: str) -> str:
         """Output path of one shard."""
         sub, _ses = self.shards[shard]
-        return str(self.out_dir / "hub" / "data" / f"sub-{sub}" / f"{shard}.parquet")
+        # String formatting, not pathlib: called once per session at every parse.
+        return f"{self.out_dir}/hub/data/sub-{sub}/{shard}.parquet"
 
     def shard_targets(self) -> list[str]:
         """Every shard of the run, in subject/session order."""
@@ -68,7 +70,8 @@ class WorkflowSetup:
 
     def session_inputs(self, shard: str) -> list[str]:
         """Source files of one shard: its session's files in the scopes the map reads."""
-        return [str(self.manifest.absolute(r)) for r in self._session_records(shard)]
+        root = str(self.manifest.root)
+        return [f"{root}/{r.path}" for r in self._session_records(shard)]
 
     def session_fingerprint(self, shard: str) -> str:
         """sha256 over (path, size, mtime) of the session's files.
@@ -98,17 +101,30 @@ class WorkflowSetup:
         rec = self.manifest.top_level(name)
         return str(self.manifest.absolute(rec)) if rec else None
 
-    def check_path(self, shard: str) -> Path:
+    def check_path(self, shard: str) -> str:
         """The validation stage's source check of one shard's session."""
-        from .validate.report import session_result
+        return self._validation_paths("session")[shard]
 
-        return session_result(self.out_dir, *self.shards[shard])
-
-    def round_trip_path(self, shard: str) -> Path:
+    def round_trip_path(self, shard: str) -> str:
         """The validation stage's read-back check of one shard."""
-        from .validate.report import shard_result
+        return self._validation_paths("shard")[shard]
 
-        return shard_result(self.out_dir, *self.shards[shard])
+    def _validation_paths(self, kind: str) -> dict[str, str]:
+        """Shard -> check path, built once per parse (the rules ask for every session).
+
+        The folder and extension come from the validation stage's layout
+        (``validate.report.session_result`` / ``shard_result``, asked once); the
+        per-session names are formatted, not built with pathlib.
+        """
+        if kind not in self._paths:
+            from .validate.report import session_result, shard_result
+
+            probe = (session_result if kind == "session" else shard_result)(self.out_dir, "X", "")
+            folder, ext = probe.parent.parent, probe.suffix
+            self._paths[kind] = {
+                shard: f"{folder}/sub-{sub}/{shard}{ext}" for shard, (sub, _) in self.shards.items()
+            }
+        return self._paths[kind]
 
     # ------------------------------------------------------------ segmentation
 
@@ -150,7 +166,7 @@ class WorkflowSetup:
         from .segment import mask_relpath
 
         ses = self.segment_target(sub)["session"]
-        return str(self.derivatives_dir / mask_relpath(sub, ses))
+        return f"{self.derivatives_dir}/{mask_relpath(sub, ses)}"
 
     def mask_targets(self) -> list[str]:
         """Every mask of the run (one per plan target)."""
