@@ -101,10 +101,10 @@ class Manifest:
         sha256 over (path, size, mtime_ns) of every file: changes whenever a
         file is added, removed or modified.
 
-    A manifest read from the cache (:func:`read_manifest`) keeps the columns and
-    builds records only when asked: a cluster job needs the shard keys and its own
-    session's files, not a record for each of the dataset's files (160k at 10k
-    sessions, ~0.5 s to build).
+    A manifest read from the cache (:func:`read_manifest`) keeps the parquet table
+    and converts a column, or builds records, only when asked: a cluster job needs
+    the shard keys and its own session's files, not a record for each of the
+    dataset's files (160k at 10k sessions, ~0.5 s to build).
     """
 
     def __init__(
@@ -113,14 +113,15 @@ class Manifest:
         records: list[FileRecord] | None,
         signature: str,
         *,
-        columns: dict[str, list[Any]] | None = None,
+        table: Any = None,
     ) -> None:
-        if records is None and columns is None:
-            raise ValueError("a manifest needs records or columns")
+        if records is None and table is None:
+            raise ValueError("a manifest needs records or a table")
         self.root = root
         self.signature = signature
         self._records = records
-        self._columns = columns
+        self._table = table  # pyarrow.Table with the _COLUMNS, when read from the cache
+        self._columns: dict[str, list[Any]] = {}
         self._rows: dict[tuple[str, str], list[int]] | None = None
         self._by_shard: dict[tuple[str, str], list[FileRecord]] = {}
         self._top: dict[str, FileRecord] | None = None
@@ -130,25 +131,27 @@ class Manifest:
 
     @property
     def records(self) -> list[FileRecord]:
-        """Every indexed file, sorted by path (built on first use from the columns)."""
+        """Every indexed file, sorted by path (built on first use from the table)."""
         if self._records is None:
-            cols = self._columns
-            assert cols is not None
-            rows = zip(*(cols[c] for c in _COLUMNS), strict=True)
+            rows = zip(*(self._column(c) for c in _COLUMNS), strict=True)
             self._records = list(map(FileRecord._make, rows))
         return self._records
 
     def _column(self, name: str) -> list[Any]:
-        if self._columns is None:
-            self._columns = {}
-        if name not in self._columns:  # a manifest built from records
-            self._columns[name] = [getattr(r, name) for r in self.records]
+        if name not in self._columns:
+            if self._table is not None:
+                self._columns[name] = self._table.column(name).to_pylist()
+            else:
+                self._columns[name] = [getattr(r, name) for r in self.records]
         return self._columns[name]
 
     def _record(self, row: int) -> FileRecord:
         if self._records is not None:
             return self._records[row]
-        return FileRecord._make(self._column(c)[row] for c in _COLUMNS)
+        cols, table = self._columns, self._table
+        return FileRecord._make(
+            cols[c][row] if c in cols else table.column(c)[row].as_py() for c in _COLUMNS
+        )
 
     def _group(self) -> dict[tuple[str, str], list[int]]:
         """Row numbers of each (subject, session) and of the top-level files, once."""
@@ -378,8 +381,7 @@ def read_manifest(src: Path) -> Manifest:
     meta = json.loads(table.schema.metadata[_META_KEY])
     if meta.get("version") != MANIFEST_VERSION:
         raise BidsError(f"{src}: manifest version {meta.get('version')} is not supported")
-    columns = {c: table.column(c).to_pylist() for c in _COLUMNS}
-    return Manifest(Path(meta["root"]), None, meta["signature"], columns=columns)
+    return Manifest(Path(meta["root"]), None, meta["signature"], table=table.select(_COLUMNS))
 
 
 def _cached_signature(src: Path) -> tuple[str, str] | None:
