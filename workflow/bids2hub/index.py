@@ -169,6 +169,14 @@ class Manifest:
             self._top = {path: self._record(i) for path, i in top.items()}
         return self._rows
 
+    def missing_content(self) -> list[str]:
+        """Paths of files whose content is absent (git-annex symlinks not fetched)."""
+        return [
+            p
+            for p, size in zip(self._column("path"), self._column("size"), strict=True)
+            if size < 0
+        ]
+
     def shard_keys(self) -> list[tuple[str, str]]:
         """(subject, session) pairs that have raw imaging data, naturally sorted."""
         keys = {

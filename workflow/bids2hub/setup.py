@@ -7,6 +7,7 @@ every cluster job re-parses the Snakefile.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -133,7 +134,7 @@ class WorkflowSetup:
         """The segmentation plan (interface 1), rewritten only when it changes."""
         return self.out_dir / "index" / "segmentation.json"
 
-    @property
+    @functools.cached_property
     def derivatives_dir(self) -> Path:
         """The lesion-mask derivatives dataset."""
         from .segment import DERIVATIVE
@@ -170,7 +171,11 @@ class WorkflowSetup:
 
     def mask_targets(self) -> list[str]:
         """Every mask of the run (one per plan target)."""
-        return [self.mask_path(sub) for sub in self.segmentation["targets"]]
+        if "masks" not in self._paths:
+            self._paths["masks"] = {
+                sub: self.mask_path(sub) for sub in self.segmentation["targets"]
+            }
+        return list(self._paths["masks"].values())
 
     def segment_targets(self) -> list[str]:
         """Masks, their dataset_description.json and the QC table (nothing without targets)."""
@@ -243,7 +248,7 @@ def prepare(
         refresh=refresh_index,
         exclude=[out_dir],
     )
-    missing = [r.path for r in manifest.records if r.size < 0]
+    missing = manifest.missing_content()
     if missing:
         raise BidsError(
             f"{len(missing)} file(s) of {manifest.root} have no content (git-annex/datalad "

@@ -18,9 +18,14 @@ except Bids2HubError as exc:
     sys.exit(f"bids2hub: error: {exc}")
 
 
+def hub_masks(wildcards):
+    """The masks the table and the push read (an input function: see common.smk)."""
+    return list(HUB.masks)
+
+
 rule build_masks_table:
     input:
-        masks=HUB.masks,
+        masks=hub_masks,
         description=HUB.masks_description,
         plan=str(HUB.plan),
     output:
@@ -70,9 +75,9 @@ rule dataset_card:
 # push reruns; any changed file of hub/ reruns it too (and uploads only that).
 rule push_to_hub:
     input:
-        shards=SETUP.shard_targets(),
+        shards=all_shards,
         card=HUB.card,
-        masks=HUB.masks,
+        masks=hub_masks,
         masks_extra=HUB.masks_extra(),
         # Nothing is published that failed a hard validation check.
         validated=HUB.validation_gate(),

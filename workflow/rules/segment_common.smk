@@ -18,6 +18,16 @@ def _target(wildcards):
         raise WorkflowError(str(exc.args[0])) from None
 
 
+def all_masks(wildcards):
+    """Every mask of the run (an input function: see common.smk)."""
+    return SETUP.mask_targets()
+
+
+def expert_masks(wildcards):
+    """The dataset's expert masks the QC compares with."""
+    return SETUP.expert_inputs()
+
+
 def dwi_sources(wildcards):
     """The chosen DWI run with its .bval/.bvec, or the dataset's trace and ADC."""
     _target(wildcards)
