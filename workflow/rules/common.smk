@@ -19,6 +19,11 @@ def all_segment_targets(wildcards):
     return SETUP.segment_targets()
 
 
+def hub_masks(wildcards):
+    """The masks the masks table and the push read (HUB: rules/hub.smk)."""
+    return list(HUB.masks)
+
+
 def shard_sources(wildcards):
     """Every file of the shard's session and the resolved column map.
 

@@ -18,11 +18,6 @@ except Bids2HubError as exc:
     sys.exit(f"bids2hub: error: {exc}")
 
 
-def hub_masks(wildcards):
-    """The masks the table and the push read (an input function: see common.smk)."""
-    return list(HUB.masks)
-
-
 rule build_masks_table:
     input:
         masks=hub_masks,
