@@ -20,6 +20,8 @@ from one JSON file). The ratio ours / trivial is our own overhead:
 * ``no-op``     -- ``snakemake --cores 2 all`` after everything was built (scale 1; pass
   the built ``out_dir`` with ``--built-config``, see below); the trivial workflow is built
   for real (touch jobs) by this script first.
+* ``cpu``       -- user + system CPU seconds of the Snakemake process and its children
+  (``os.wait4``): far less sensitive than wall time to a busy machine.
 * ``peak RSS``  -- max RSS of the Snakemake process (``os.wait4`` of the child: the
   process's own high-water mark, or its largest descendant's when larger; in ``-n`` runs
   Snakemake starts no job).
@@ -38,6 +40,8 @@ Run
     python tests/benchmarks/bench_workflow.py                         # scales 1 and 11
     python tests/benchmarks/bench_workflow.py --scales 1 --repeats 5
     python tests/benchmarks/bench_workflow.py --built-config built.yaml  # adds the no-op
+    python tests/benchmarks/bench_workflow.py --workdir W --scales "" --built-config built.yaml
+                                               # only the no-op (scale 1 measured in W before)
 
 ``built.yaml`` is the config of a finished run on ``write_arc_like_tree(root)`` (scale 1,
 ``dataset: ds004884``, ``segment.backend: threshold``), e.g. made with
@@ -225,8 +229,8 @@ rule dataset_card:
 
 def run_snakemake(
     args: list[str], *, cwd: Path, env: dict[str, str], expect_ok: bool = True
-) -> tuple[float, float, str]:
-    """Run ``python -m snakemake ARGS``; return (seconds, peak RSS in MB, output tail)."""
+) -> tuple[float, float, float, str]:
+    """Run ``python -m snakemake ARGS``; return (seconds, CPU seconds, peak RSS MB, output)."""
     cmd = [sys.executable, "-m", "snakemake", *args]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as log:
@@ -238,7 +242,7 @@ def run_snakemake(
         text = log.read().decode(errors="replace")
     if expect_ok and proc.returncode != 0:
         raise SystemExit(f"snakemake {' '.join(args)} failed:\n{text[-4000:]}")
-    return took, usage.ru_maxrss * 1024 / MB, text
+    return took, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024 / MB, text
 
 
 def child_env(real_scontrol: bool, stub_dir: Path) -> dict[str, str]:
@@ -306,27 +310,36 @@ def job_stats(text: str) -> dict[str, int]:
 
 
 class Results:
-    """(scale, measurement) -> {'ours': [(s, mb)...], 'trivial': [...]}."""
+    """(scale, measurement) -> {'ours': [(s, cpu, mb)...], 'trivial': [...]}."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[int, str], dict[str, list[tuple[float, float]]]] = {}
+        self.rows: dict[tuple[int, str], dict[str, list[tuple[float, float, float]]]] = {}
         self.notes: list[str] = []
 
-    def add(self, scale: int, what: str, who: str, took: float, rss: float) -> None:
-        self.rows.setdefault((scale, what), {}).setdefault(who, []).append((took, rss))
-        print(f"  scale {scale:>2} {what:<14} {who:<8} {took:7.2f} s {rss:7.0f} MB", flush=True)
+    def add(self, scale: int, what: str, who: str, run: tuple[float, float, float, str]) -> None:
+        took, cpu, rss, _text = run
+        self.rows.setdefault((scale, what), {}).setdefault(who, []).append((took, cpu, rss))
+        print(
+            f"  scale {scale:>2} {what:<14} {who:<8} {took:7.2f} s  cpu {cpu:7.2f} s {rss:7.0f} MB",
+            flush=True,
+        )
 
-    def median(self, scale: int, what: str, who: str) -> tuple[float, float] | None:
+    def median(self, scale: int, what: str, who: str) -> tuple[float, float, float] | None:
         runs = self.rows.get((scale, what), {}).get(who)
         if not runs:
             return None
-        return statistics.median(t for t, _ in runs), max(r for _, r in runs)
+        return (
+            statistics.median(r[0] for r in runs),
+            statistics.median(r[1] for r in runs),
+            max(r[2] for r in runs),
+        )
 
     def table(self, scales: list[int], sessions: dict[int, int]) -> str:
         whats = ["job parse", "dry-run cold", "dry-run warm", "no-op"]
         head = (
-            f"{'measurement':<14} {'scale':>5} {'sessions':>8} {'ours s':>8} {'trivial s':>9} "
-            f"{'ratio':>6} {'ours-triv':>9} {'ours MB':>8} {'triv MB':>8} {'growth':>7}"
+            f"{'measurement':<13} {'sess':>5} {'ours s':>7} {'triv s':>7} {'ratio':>5} "
+            f"{'ours cpu':>8} {'triv cpu':>8} {'ratio':>5} {'ours MB':>7} {'triv MB':>7} "
+            f"{'growth':>6} {'cpu gr':>6}"
         )
         lines = [head, "-" * len(head)]
         for what in whats:
@@ -335,15 +348,15 @@ class Results:
                 triv = self.median(scale, what, "trivial")
                 if ours is None:
                     continue
-                ratio = f"{ours[0] / triv[0]:6.2f}" if triv else "     -"
-                diff = f"{ours[0] - triv[0]:9.2f}" if triv else "        -"
-                tmb = f"{triv[1]:8.0f}" if triv else "       -"
+                nan = (float("nan"),) * 3
+                t = triv or nan
                 base = self.median(scales[0], what, "ours")
-                growth = f"{ours[0] / base[0]:6.1f}x" if base and scale != scales[0] else "      -"
+                grow = base is not None and scale != scales[0]
                 lines.append(
-                    f"{what:<14} {scale:>5} {sessions[scale]:>8} {ours[0]:8.2f} "
-                    f"{(triv[0] if triv else float('nan')):9.2f} {ratio} {diff} "
-                    f"{ours[1]:8.0f} {tmb} {growth}"
+                    f"{what:<13} {sessions[scale]:>5} {ours[0]:7.2f} {t[0]:7.2f} "
+                    f"{ours[0] / t[0]:5.2f} {ours[1]:8.2f} {t[1]:8.2f} {ours[1] / t[1]:5.2f} "
+                    f"{ours[2]:7.0f} {t[2]:7.0f} "
+                    + (f"{ours[0] / base[0]:5.1f}x {ours[1] / base[1]:5.1f}x" if grow else "")
                 )
         return "\n".join(lines)
 
@@ -370,18 +383,18 @@ def measure_scale(
         out = work / f"out-x{scale}-{i}"
         shutil.rmtree(out, ignore_errors=True)
         cfg = write_config(work / f"cfg-x{scale}-{i}.yaml", bids, out)
-        took, rss, _ = run_snakemake(
+        run = run_snakemake(
             ["--configfile", str(cfg), "--cores", "2", "-n", *ours_base], cwd=cwd, env=env
         )
-        res.add(scale, "dry-run cold", "ours", took, rss)
+        res.add(scale, "dry-run cold", "ours", run)
     for _ in range(repeats):
-        took, rss, text = run_snakemake(
+        run = run_snakemake(
             ["--configfile", str(cfg), "--cores", "2", "-n", *ours_base],
             cwd=cwd,
             env=env,
         )
-        res.add(scale, "dry-run warm", "ours", took, rss)
-    ours_stats = job_stats(text)
+        res.add(scale, "dry-run warm", "ours", run)
+    ours_stats = job_stats(run[3])
 
     # The trivial workflow with our jobs.
     triv_dir = work / f"trivial-x{scale}"
@@ -391,16 +404,12 @@ def measure_scale(
     triv_args = ["-s", str(triv_dir / "Snakefile"), "--config", f"spec={spec}"]
     for _ in range(repeats):
         shutil.rmtree(work / f"trivial-out-x{scale}", ignore_errors=True)
-        took, rss, _ = run_snakemake(
-            [*triv_args, "--cores", "2", "-n", "--quiet", "all"], cwd=cwd, env=env
-        )
-        res.add(scale, "dry-run cold", "trivial", took, rss)
+        run = run_snakemake([*triv_args, "--cores", "2", "-n", "--quiet", "all"], cwd=cwd, env=env)
+        res.add(scale, "dry-run cold", "trivial", run)
     for _ in range(repeats):
-        took, rss, text = run_snakemake(
-            [*triv_args, "--cores", "2", "-n", "--quiet", "all"], cwd=cwd, env=env
-        )
-        res.add(scale, "dry-run warm", "trivial", took, rss)
-    triv_stats = job_stats(text)
+        run = run_snakemake([*triv_args, "--cores", "2", "-n", "--quiet", "all"], cwd=cwd, env=env)
+        res.add(scale, "dry-run warm", "trivial", run)
+    triv_stats = job_stats(run[3])
     if ours_stats != triv_stats:
         res.notes.append(f"scale {scale}: job counts differ: ours {ours_stats}, {triv_stats}")
     else:
@@ -412,12 +421,12 @@ def measure_scale(
             ("ours", ["-s", str(snakefile), "--configfile", str(cfg)]),
             ("trivial", triv_args),
         ):
-            took, rss, _ = run_snakemake(
+            run = run_snakemake(
                 [*args, "--mode", "remote", "--cores", "1", "-n", "--target-jobs", job],
                 cwd=cwd,
                 env=env,
             )
-            res.add(scale, "job parse", who, took, rss)
+            res.add(scale, "job parse", who, run)
 
 
 def measure_noop(
@@ -427,16 +436,18 @@ def measure_noop(
     cwd = work / "cwd"
     cwd.mkdir(exist_ok=True)
     for _ in range(repeats):
-        took, rss, text = run_snakemake(
+        run = run_snakemake(
             ["-s", str(snakefile), "--configfile", str(built_cfg), "--cores", "2", "all"],
             cwd=cwd,
             env=env,
         )
-        if "Nothing to be done" not in text:
-            raise SystemExit(f"the built run is not complete, no no-op:\n{text[-3000:]}")
-        res.add(1, "no-op", "ours", took, rss)
+        if "Nothing to be done" not in run[3]:
+            raise SystemExit(f"the built run is not complete, no no-op:\n{run[3][-3000:]}")
+        res.add(1, "no-op", "ours", run)
     triv_dir = work / "trivial-x1"
     spec = triv_dir / "spec.json"
+    if not spec.is_file():
+        raise SystemExit(f"{spec} missing: measure scale 1 in this --workdir first")
     triv_args = ["-s", str(triv_dir / "Snakefile"), "--config", f"spec={spec}"]
     t0 = time.perf_counter()
     run_snakemake([*triv_args, "--cores", "2", "--quiet", "all"], cwd=cwd, env=env)
@@ -444,10 +455,10 @@ def measure_noop(
         f"trivial workflow built for real (touch jobs) in {time.perf_counter() - t0:.0f} s"
     )
     for _ in range(repeats):
-        took, rss, text = run_snakemake([*triv_args, "--cores", "2", "all"], cwd=cwd, env=env)
-        if "Nothing to be done" not in text:
-            raise SystemExit(f"trivial rerun is not a no-op:\n{text[-3000:]}")
-        res.add(1, "no-op", "trivial", took, rss)
+        run = run_snakemake([*triv_args, "--cores", "2", "all"], cwd=cwd, env=env)
+        if "Nothing to be done" not in run[3]:
+            raise SystemExit(f"trivial rerun is not a no-op:\n{run[3][-3000:]}")
+        res.add(1, "no-op", "trivial", run)
 
 
 def main() -> None:
@@ -460,7 +471,7 @@ def main() -> None:
     ap.add_argument("--snakefile", type=Path, default=SNAKEFILE, help="workflow to measure")
     ap.add_argument("--real-scontrol", action="store_true", help="do not stub scontrol")
     args = ap.parse_args()
-    scales = [int(s) for s in args.scales.split(",")]
+    scales = [int(s) for s in args.scales.split(",") if s]
 
     tmp = None
     if args.workdir is None:
@@ -473,7 +484,7 @@ def main() -> None:
     stub_dir.mkdir(exist_ok=True)
     env = child_env(args.real_scontrol, stub_dir)
     res = Results()
-    sessions = {s: arc_expected_counts(scale=s)["n_sessions"] for s in scales}
+    sessions = {s: arc_expected_counts(scale=s)["n_sessions"] for s in {1, *scales}}
     try:
         for scale in scales:
             reps = args.repeats if scale == 1 else args.repeats_large
@@ -489,7 +500,7 @@ def main() -> None:
     print(
         f"Snakefile: {args.snakefile}; medians; peak RSS = max over repeats; cpus={os.cpu_count()}"
     )
-    print(res.table(scales, sessions))
+    print(res.table(scales or [1], sessions))
     for note in res.notes:
         print("note:", note)
 

@@ -60,3 +60,40 @@ def test_target_paths_follow_the_stage_layouts(arc_tree: Path, tmp_path: Path) -
         assert setup.mask_path(sub) == str(
             setup.derivatives_dir / mask_relpath(sub, target["session"])
         )
+
+
+def test_segmentation_plan_reused_until_an_input_changes(
+    arc_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bids2hub import dwi
+
+    cfg = {"bids_dir": str(arc_tree), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}
+    first = prepare(cfg, config_dir=CONFIG_DIR)
+    assert first.segmentation["targets"]
+    calls = []
+    real = dwi.plan_segmentation
+    monkeypatch.setattr(
+        dwi, "plan_segmentation", lambda *a, **k: calls.append(a[2]) or real(*a, **k)
+    )
+    # Same files, subjects and session choice: the plan on disk is reused.
+    again = prepare(cfg, config_dir=CONFIG_DIR)
+    assert calls == [] and again.segmentation == first.segmentation
+    # Another session choice, or a changed file, plans again.
+    prepare({**cfg, "segment": {"session": "latest"}}, config_dir=CONFIG_DIR)
+    assert calls == ["latest"]
+    sub, target = next(iter(first.segmentation["targets"].items()))
+    bval = arc_tree / target["bval"]
+    bval.write_text(bval.read_text() + "\n")
+    prepare(cfg, config_dir=CONFIG_DIR)
+    assert len(calls) == 2
+    # A job reads the plan as it is.
+    job = prepare(cfg, config_dir=CONFIG_DIR, refresh_index=False)
+    assert len(calls) == 2 and job.segmentation["targets"][sub]
+
+
+def test_dwi_input_size_from_the_index(arc_tree: Path, tmp_path: Path) -> None:
+    cfg = {"bids_dir": str(arc_tree), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}
+    setup = prepare(cfg, config_dir=CONFIG_DIR, refresh_index=False)
+    for sub in setup.segmentation["targets"]:
+        size = sum(Path(p).stat().st_size for p in setup.dwi_inputs(sub).values())
+        assert setup.dwi_input_mb(sub) == size / 1024 / 1024

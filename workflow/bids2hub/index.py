@@ -24,6 +24,9 @@ from .fsutil import atomic_path
 MANIFEST_VERSION = "1"
 _META_KEY = b"bids2hub.index"
 _IMAGE_EXTENSIONS = (".nii", ".nii.gz")
+#: Sessions looked up one row at a time before a cached manifest builds all records
+#: (a job asks for one session; the main process for all of them).
+_FEW_SESSIONS = 8
 #: Folders at the dataset root that never hold data files for shards.
 _SKIP_ROOT_DIRS = {"sourcedata", "code", "stimuli", "phenotype"}
 _COLUMNS = (
@@ -196,6 +199,8 @@ class Manifest:
         """All files (raw and derivatives) of one subject/session."""
         key = (sub, ses)
         if key not in self._by_shard:
+            if self._records is None and len(self._by_shard) >= _FEW_SESSIONS:
+                self.records  # noqa: B018 - the main process asks for every session: build all
             self._by_shard[key] = [self._record(i) for i in self._group().get(key, ())]
         return self._by_shard[key]
 
