@@ -138,7 +138,7 @@ class WorkflowSetup:
     @functools.cached_property
     def derivatives_dir(self) -> Path:
         """The lesion-mask derivatives dataset."""
-        from .segment import DERIVATIVE
+        from .layout import DERIVATIVE
 
         return self.out_dir / "hub" / DERIVATIVE
 
@@ -165,7 +165,7 @@ class WorkflowSetup:
 
     def mask_path(self, sub: str) -> str:
         """Derivative mask of a target subject."""
-        from .segment import mask_relpath
+        from .layout import mask_relpath
 
         ses = self.segment_target(sub)["session"]
         return f"{self.derivatives_dir}/{mask_relpath(sub, ses)}"
@@ -315,8 +315,6 @@ def _segmentation_plan(
     plan_path = index / "segmentation.json"
     if not refresh and plan_path.is_file():
         return json.loads(plan_path.read_text(encoding="utf-8"))
-    from . import dwi
-
     # The plan is a function of the indexed files, the subjects, the session choice
     # and the planning code: with all of them unchanged, the last plan is reused
     # (planning reads every DWI run's b-values: ~1 s at 902 sessions, ~10 s at 10k).
@@ -327,7 +325,7 @@ def _segmentation_plan(
                 manifest.signature,
                 subjects,
                 config["segment"]["session"],
-                hashlib.sha256(Path(dwi.__file__).read_bytes()).hexdigest(),
+                hashlib.sha256(Path(__file__).with_name("dwi.py").read_bytes()).hexdigest(),
             ]
         ).encode()
     ).hexdigest()
@@ -335,6 +333,8 @@ def _segmentation_plan(
     if known == key and plan_path.is_file():
         with contextlib.suppress(ValueError):
             return json.loads(plan_path.read_text(encoding="utf-8"))
+    from . import dwi  # numpy, nibabel: only when planning
+
     facts = dwi.FactCache(manifest, index / "dwi_facts.json")
     plan = dwi.plan_segmentation(manifest, subjects, config["segment"]["session"], facts)
     facts.save()
