@@ -18,8 +18,9 @@ from one JSON file). The ratio ours / trivial is our own overhead:
   segmentation plan are built); a fresh ``out_dir`` per repeat.
 * ``dry-run warm`` -- the same again (everything cached).
 * ``no-op``     -- ``snakemake --cores 2 all`` after everything was built (scale 1; pass
-  the built ``out_dir`` with ``--built-config``, see below); the trivial workflow is built
-  for real (touch jobs) by this script first.
+  the built ``out_dir`` with ``--built-config``, see below); the trivial workflow's
+  outputs are written directly, in DAG order (building it for real takes as long as ours:
+  Snakemake's per-job cost dominates both), so it has no Snakemake metadata to read.
 * ``cpu``       -- user + system CPU seconds of the Snakemake process and its children
   (``os.wait4``): far less sensitive than wall time to a busy machine.
 * ``peak RSS``  -- max RSS of the Snakemake process (``os.wait4`` of the child: the
@@ -60,6 +61,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -429,10 +431,44 @@ def measure_scale(
             res.add(scale, "job parse", who, run)
 
 
+def write_trivial_outputs(spec: dict[str, Any]) -> int:
+    """Every output of the trivial workflow, each newer than its inputs."""
+    out = spec["out"]
+    stages: list[list[str]] = [[], [], [], [], [], []]
+    for shard, (sub, _files) in spec["sessions"].items():
+        stages[0] += [
+            f"{out}/hub/data/sub-{sub}/{shard}.parquet",
+            f"{out}/validation/sessions/sub-{sub}/{shard}.json",
+        ]
+        stages[2].append(f"{out}/validation/shards/sub-{sub}/{shard}.json")
+    for sub, target in spec["subjects"].items():
+        stages[0] += [
+            f"{out}/work/deepisles/sub-{sub}/dwi.nii.gz",
+            f"{out}/work/deepisles/sub-{sub}/adc.nii.gz",
+        ]
+        stages[1].append(target["mask"])
+    stages[0] += [
+        f"{out}/validation/bids-validator.json",
+        f"{out}/hub/derivatives/dataset_description.json",
+    ]
+    stages[1].append(f"{out}/validation/intact-sessions.json")
+    stages[2] += [f"{out}/qc/segmentation.tsv", f"{out}/hub/masks/masks.parquet"]
+    stages[3].append(f"{out}/validation/report.json")
+    stages[4].append(f"{out}/validation/passed")
+    stages[5].append(f"{out}/hub/README.md")
+    now = time.time()
+    for i, paths in enumerate(stages):
+        for path in paths:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).touch()
+            os.utime(path, (now + 10 * i, now + 10 * i))
+    return sum(len(p) for p in stages)
+
+
 def measure_noop(
     built_cfg: Path, work: Path, repeats: int, env: dict[str, str], res: Results, snakefile: Path
 ) -> None:
-    """No-op run on a finished build, and on the trivial workflow built for real."""
+    """No-op run on a finished build, and on the trivial workflow's outputs."""
     cwd = work / "cwd"
     cwd.mkdir(exist_ok=True)
     for _ in range(repeats):
@@ -449,11 +485,11 @@ def measure_noop(
     if not spec.is_file():
         raise SystemExit(f"{spec} missing: measure scale 1 in this --workdir first")
     triv_args = ["-s", str(triv_dir / "Snakefile"), "--config", f"spec={spec}"]
-    t0 = time.perf_counter()
-    run_snakemake([*triv_args, "--cores", "2", "--quiet", "all"], cwd=cwd, env=env)
-    res.notes.append(
-        f"trivial workflow built for real (touch jobs) in {time.perf_counter() - t0:.0f} s"
-    )
+    # Building the trivial workflow for real takes about as long as ours here (Snakemake's
+    # per-job cost dominates both): its outputs are written directly instead, in DAG
+    # order (no Snakemake metadata for them: its no-op reads less than ours).
+    made = write_trivial_outputs(json.loads(spec.read_text()))
+    res.notes.append(f"trivial no-op on {made} outputs written directly (no Snakemake metadata)")
     for _ in range(repeats):
         run = run_snakemake([*triv_args, "--cores", "2", "all"], cwd=cwd, env=env)
         if "Nothing to be done" not in run[3]:
