@@ -60,6 +60,7 @@ bench: setup
 	python tests/benchmarks/bench_index.py
 	python tests/benchmarks/bench_prepare_dwi.py
 	python tests/benchmarks/bench_validation.py
+	python tests/benchmarks/bench_workflow.py
 
 clean:
 	rm -rf results demo .snakemake

@@ -14,6 +14,9 @@ times (median reported) in a fresh child interpreter that times only the call
 * ``load get_fdata`` -- ``nib.load(f).get_fdata()`` (float64, what most scripts do);
 * ``prepare_dwi``    -- ``bids2hub.dwi.prepare_dwi``: load, b0 mean, geometric-mean
   trace, ADC, two float32 3D images written as .nii.gz.
+* ``segment``        -- ``bids2hub.segment.segment_subject("threshold", ...)`` on what
+  ``prepare_dwi`` wrote: the CPU backend's per-subject time (read both, threshold,
+  clean, write and check the mask). DeepISLES needs a GPU and Apptainer: not here.
 
 Ratios are against ``load dataobj``, measured in the same run.
 
@@ -53,12 +56,24 @@ if kind == "dataobj":
     np.asanyarray(nib.load(root / target["dwi"]).dataobj)
 elif kind == "fdata":
     nib.load(root / target["dwi"]).get_fdata()
-else:
+elif kind == "prepare":
     prepare_dwi(root, target, out)
+else:  # segment: the threshold backend on what prepare_dwi wrote
+    from bids2hub.segment import segment_subject
+    prep = root / "prepared"
+    if not (prep / "adc.nii.gz").exists():
+        prepare_dwi(root, target, prep)
+    start = time.perf_counter()
+    segment_subject("threshold", prep / "dwi.nii.gz", prep / "adc.nii.gz", None, out / "mask.nii.gz")
 print(json.dumps({{"seconds": time.perf_counter() - start, "peak_mb": peak_rss_mb()}}))
 """
 
-LABELS = {"dataobj": "load dataobj (baseline)", "fdata": "load get_fdata", "prepare": "prepare_dwi"}
+LABELS = {
+    "dataobj": "load dataobj (baseline)",
+    "fdata": "load get_fdata",
+    "prepare": "prepare_dwi",
+    "segment": "segment (threshold)",
+}
 
 
 def write_dwi(root: Path, shape: tuple[int, int, int], n_volumes: int, seed: int = 0) -> dict:

@@ -1,4 +1,12 @@
-from bids2hub.bidsname import is_valid_label, natural_key, parse_name, split_extension
+import pytest
+from bids2hub.bidsname import (
+    _ENTITY,
+    _entity,
+    is_valid_label,
+    natural_key,
+    parse_name,
+    split_extension,
+)
 
 
 def test_natural_key_orders_runs_numerically() -> None:
@@ -31,3 +39,23 @@ def test_labels() -> None:
     assert is_valid_label("M2001")
     assert not is_valid_label("M_2001")
     assert not is_valid_label("")
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["sub-01", "acq-spc3p2", "run-10", "desc-lesion", "x-a+b", "x-+", "T1w", "mask", "a-", "-b",
+     "a-b-c", "a1-b", "é-1", "acq-é", "ac q-1", "a-b c", "", "-", "dir-AP", "A-B"],
+)  # fmt: skip
+def test_entity_token_is_the_regular_expression(token: str) -> None:
+    match = _ENTITY.fullmatch(token)
+    assert _entity(token) == (match.groups() if match else None)
+
+
+def test_entities_json_is_json_dumps() -> None:
+    import json
+
+    from bids2hub.index import _entities_json
+
+    for ents in [(), (("sub", "01"),), (("sub", "1"), ("ses", "2"), ("acq", "a+b")),
+                 (("sub", "1"), ("run", "1"), ("run", "2"))]:  # fmt: skip
+        assert _entities_json(ents) == json.dumps(dict(ents), separators=(",", ":"))

@@ -128,3 +128,34 @@ def test_bidsignore_is_honoured(tmp_path: Path) -> None:
     assert "sub-01_ses-1_scratch.nii.gz" not in names
     assert "sub-01_ses-1_localizer.nii.gz" not in names
     assert "sub-01_ses-1_run-1_T1w.nii.gz" in names
+
+
+def test_cached_manifest_builds_records_lazily_and_answers_the_same(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "bids")
+    cache = tmp_path / "out/index/manifest.parquet"
+    built, _ = load_index(root, cache)
+    read = read_manifest(cache)
+    # A job asks for the shard keys, its session and participants.tsv: no full record list.
+    assert read.shard_keys() == built.shard_keys()
+    assert read.files_for("01", "1") == built.files_for("01", "1")
+    assert read.files_for("01", "9") == []
+    assert read.top_level("participants.tsv") == built.top_level("participants.tsv")
+    assert read._records is None
+    # Asked for, the records are those of the walk, in path order.
+    assert read.records == built.records
+    assert read.files_for("01", "2") == built.files_for("01", "2")
+    assert read.signature == built.signature and read.root == built.root
+
+
+def test_cached_manifest_asked_for_many_sessions_builds_all_records(tmp_path: Path) -> None:
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.9.0"}')
+    for i in range(12):
+        write_nifti(root / f"sub-{i:02d}/anat/sub-{i:02d}_T1w.nii.gz", seed=i)
+    cache = tmp_path / "manifest.parquet"
+    built, _ = load_index(root, cache)
+    read = read_manifest(cache)
+    for sub, ses in built.shard_keys():
+        assert read.files_for(sub, ses) == built.files_for(sub, ses)
+    assert read._records is not None and read.records == built.records

@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 
 from .errors import BidsError, SegmentationError
 from .fsutil import atomic_path
+from .layout import DERIVATIVE
+from .layout import TABLE as TABLE  # re-exported
 from .nifti import check_nifti
-from .segment import DERIVATIVE
 
-TABLE = Path("masks") / "masks.parquet"
 NIFTI_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 SCHEMA = pa.schema(
     [

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .hub import RECEIPT_NAME, check_push_config
-from .masks import DERIVATIVE, TABLE
+from .layout import DERIVATIVE, TABLE
 
 
 @dataclass(frozen=True)

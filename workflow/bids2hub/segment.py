@@ -24,13 +24,13 @@ import numpy as np
 from . import __version__
 from .errors import SegmentationError
 from .fsutil import atomic_path, write_if_changed
+from .layout import DERIVATIVE as DERIVATIVE  # re-exported: the stage's layout
+from .layout import mask_relpath as mask_relpath
 
 #: Acute infarcts have ADC below about 620e-6 mm^2/s (e.g. RAPID's threshold).
 ADC_THRESHOLD = 620e-6
 #: Connected components smaller than this (mL) are dropped.
 MIN_LESION_ML = 0.2
-#: The masks' BIDS derivatives dataset, relative to the published ``hub/`` folder.
-DERIVATIVE = Path("derivatives") / "deepisles"
 BACKENDS = ("deepisles", "threshold")
 
 
@@ -258,13 +258,6 @@ def segment_subject(
 
 
 # ------------------------------------------------------- derivatives dataset
-
-
-def mask_relpath(sub: str, ses: str) -> str:
-    """Path of a subject's mask inside the derivatives dataset (no ses- without sessions)."""
-    if ses:
-        return f"sub-{sub}/ses-{ses}/dwi/sub-{sub}_ses-{ses}_desc-lesion_mask.nii.gz"
-    return f"sub-{sub}/dwi/sub-{sub}_desc-lesion_mask.nii.gz"
 
 
 def generated_by(

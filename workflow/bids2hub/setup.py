@@ -7,10 +7,12 @@ every cluster job re-parses the Snakefile.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ class WorkflowSetup:
     cmap: ColumnMap
     participants: dict[str, dict[str, str]]
     segmentation: dict[str, Any]  # the plan: {"targets": {...}, "excluded": {...}}
+    _paths: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def bids_dir(self) -> Path:
@@ -50,7 +53,8 @@ class WorkflowSetup:
     def shard_path(self, shard: str) -> str:
         """Output path of one shard."""
         sub, _ses = self.shards[shard]
-        return str(self.out_dir / "hub" / "data" / f"sub-{sub}" / f"{shard}.parquet")
+        # String formatting, not pathlib: called once per session at every parse.
+        return f"{self.out_dir}/hub/data/sub-{sub}/{shard}.parquet"
 
     def shard_targets(self) -> list[str]:
         """Every shard of the run, in subject/session order."""
@@ -68,7 +72,8 @@ class WorkflowSetup:
 
     def session_inputs(self, shard: str) -> list[str]:
         """Source files of one shard: its session's files in the scopes the map reads."""
-        return [str(self.manifest.absolute(r)) for r in self._session_records(shard)]
+        root = str(self.manifest.root)
+        return [f"{root}/{r.path}" for r in self._session_records(shard)]
 
     def session_fingerprint(self, shard: str) -> str:
         """sha256 over (path, size, mtime) of the session's files.
@@ -98,17 +103,30 @@ class WorkflowSetup:
         rec = self.manifest.top_level(name)
         return str(self.manifest.absolute(rec)) if rec else None
 
-    def check_path(self, shard: str) -> Path:
+    def check_path(self, shard: str) -> str:
         """The validation stage's source check of one shard's session."""
-        from .validate.report import session_result
+        return self._validation_paths("session")[shard]
 
-        return session_result(self.out_dir, *self.shards[shard])
-
-    def round_trip_path(self, shard: str) -> Path:
+    def round_trip_path(self, shard: str) -> str:
         """The validation stage's read-back check of one shard."""
-        from .validate.report import shard_result
+        return self._validation_paths("shard")[shard]
 
-        return shard_result(self.out_dir, *self.shards[shard])
+    def _validation_paths(self, kind: str) -> dict[str, str]:
+        """Shard -> check path, built once per parse (the rules ask for every session).
+
+        The folder and extension come from the validation stage's layout
+        (``validate.report.session_result`` / ``shard_result``, asked once); the
+        per-session names are formatted, not built with pathlib.
+        """
+        if kind not in self._paths:
+            from .validate.report import session_result, shard_result
+
+            probe = (session_result if kind == "session" else shard_result)(self.out_dir, "X", "")
+            folder, ext = probe.parent.parent, probe.suffix
+            self._paths[kind] = {
+                shard: f"{folder}/sub-{sub}/{shard}{ext}" for shard, (sub, _) in self.shards.items()
+            }
+        return self._paths[kind]
 
     # ------------------------------------------------------------ segmentation
 
@@ -117,10 +135,10 @@ class WorkflowSetup:
         """The segmentation plan (interface 1), rewritten only when it changes."""
         return self.out_dir / "index" / "segmentation.json"
 
-    @property
+    @functools.cached_property
     def derivatives_dir(self) -> Path:
         """The lesion-mask derivatives dataset."""
-        from .segment import DERIVATIVE
+        from .layout import DERIVATIVE
 
         return self.out_dir / "hub" / DERIVATIVE
 
@@ -147,14 +165,18 @@ class WorkflowSetup:
 
     def mask_path(self, sub: str) -> str:
         """Derivative mask of a target subject."""
-        from .segment import mask_relpath
+        from .layout import mask_relpath
 
         ses = self.segment_target(sub)["session"]
-        return str(self.derivatives_dir / mask_relpath(sub, ses))
+        return f"{self.derivatives_dir}/{mask_relpath(sub, ses)}"
 
     def mask_targets(self) -> list[str]:
         """Every mask of the run (one per plan target)."""
-        return [self.mask_path(sub) for sub in self.segmentation["targets"]]
+        if "masks" not in self._paths:
+            self._paths["masks"] = {
+                sub: self.mask_path(sub) for sub in self.segmentation["targets"]
+            }
+        return list(self._paths["masks"].values())
 
     def segment_targets(self) -> list[str]:
         """Masks, their dataset_description.json and the QC table (nothing without targets)."""
@@ -171,6 +193,18 @@ class WorkflowSetup:
         target = self.segment_target(sub)
         keys = ("dwi", "bval", "bvec") if target["mode"] == "raw" else ("dwi", "adc")
         return {k: str(self.bids_dir / target[k]) for k in keys}
+
+    def dwi_input_mb(self, sub: str) -> float:
+        """Size of :meth:`dwi_inputs` in MiB (as Snakemake's ``input.size_mb``), from the index.
+
+        The index has every file's size: no stat per job while the DAG is built.
+        """
+        target = self.segment_target(sub)
+        wanted = {target[k] for k in ("dwi", "bval", "bvec", "adc") if target.get(k)}
+        size = sum(
+            r.size for r in self.manifest.files_for(sub, target["session"]) if r.path in wanted
+        )
+        return size / 1024 / 1024
 
     def flair_input(self, sub: str) -> str | None:
         """The subject's FLAIR (absolute), or None."""
@@ -227,7 +261,7 @@ def prepare(
         refresh=refresh_index,
         exclude=[out_dir],
     )
-    missing = [r.path for r in manifest.records if r.size < 0]
+    missing = manifest.missing_content()
     if missing:
         raise BidsError(
             f"{len(missing)} file(s) of {manifest.root} have no content (git-annex/datalad "
@@ -281,10 +315,29 @@ def _segmentation_plan(
     plan_path = index / "segmentation.json"
     if not refresh and plan_path.is_file():
         return json.loads(plan_path.read_text(encoding="utf-8"))
-    from .dwi import FactCache, plan_json, plan_segmentation
+    # The plan is a function of the indexed files, the subjects, the session choice
+    # and the planning code: with all of them unchanged, the last plan is reused
+    # (planning reads every DWI run's b-values: ~1 s at 902 sessions, ~10 s at 10k).
+    key_path = index / "segmentation.key"
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                manifest.signature,
+                subjects,
+                config["segment"]["session"],
+                hashlib.sha256(Path(__file__).with_name("dwi.py").read_bytes()).hexdigest(),
+            ]
+        ).encode()
+    ).hexdigest()
+    known = key_path.read_text(encoding="utf-8").strip() if key_path.is_file() else ""
+    if known == key and plan_path.is_file():
+        with contextlib.suppress(ValueError):
+            return json.loads(plan_path.read_text(encoding="utf-8"))
+    from . import dwi  # numpy, nibabel: only when planning
 
-    facts = FactCache(manifest, index / "dwi_facts.json")
-    plan = plan_segmentation(manifest, subjects, config["segment"]["session"], facts)
+    facts = dwi.FactCache(manifest, index / "dwi_facts.json")
+    plan = dwi.plan_segmentation(manifest, subjects, config["segment"]["session"], facts)
     facts.save()
-    write_if_changed(plan_path, plan_json(plan))
+    write_if_changed(plan_path, dwi.plan_json(plan))
+    write_if_changed(key_path, key + "\n")
     return plan

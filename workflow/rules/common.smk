@@ -6,6 +6,24 @@ wildcard_constraints:
     shard=r"sub-[a-zA-Z0-9]+(_ses-[a-zA-Z0-9]+)?",
 
 
+# The aggregates' long input lists are input functions, not lists: Snakemake builds
+# a rule's listed inputs when it parses the Snakefile, and every cluster job parses
+# it (at 10k sessions, ~10k paths per list); a function runs only for a job in the DAG.
+def all_shards(wildcards):
+    """Every shard of the run."""
+    return SETUP.shard_targets()
+
+
+def all_segment_targets(wildcards):
+    """The masks, their description and the QC table (nothing without targets)."""
+    return SETUP.segment_targets()
+
+
+def hub_masks(wildcards):
+    """The masks the masks table and the push read (HUB: rules/hub.smk)."""
+    return list(HUB.masks)
+
+
 def shard_sources(wildcards):
     """Every file of the shard's session and the resolved column map.
 

@@ -20,7 +20,7 @@ except Bids2HubError as exc:
 
 rule build_masks_table:
     input:
-        masks=HUB.masks,
+        masks=hub_masks,
         description=HUB.masks_description,
         plan=str(HUB.plan),
     output:
@@ -70,9 +70,9 @@ rule dataset_card:
 # push reruns; any changed file of hub/ reruns it too (and uploads only that).
 rule push_to_hub:
     input:
-        shards=SETUP.shard_targets(),
+        shards=all_shards,
         card=HUB.card,
-        masks=HUB.masks,
+        masks=hub_masks,
         masks_extra=HUB.masks_extra(),
         # Nothing is published that failed a hard validation check.
         validated=HUB.validation_gate(),

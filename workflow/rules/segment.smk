@@ -77,8 +77,8 @@ rule write_deepisles_description:
 rule summarize_segmentation:
     input:
         plan=str(SETUP.segmentation_path),
-        masks=SETUP.mask_targets(),
-        experts=SETUP.expert_inputs(),
+        masks=all_masks,
+        experts=expert_masks,
     output:
         str(SETUP.qc_path),
     log:

@@ -18,6 +18,16 @@ def _target(wildcards):
         raise WorkflowError(str(exc.args[0])) from None
 
 
+def all_masks(wildcards):
+    """Every mask of the run (an input function: see common.smk)."""
+    return SETUP.mask_targets()
+
+
+def expert_masks(wildcards):
+    """The dataset's expert masks the QC compares with."""
+    return SETUP.expert_inputs()
+
+
 def dwi_sources(wildcards):
     """The chosen DWI run with its .bval/.bvec, or the dataset's trace and ADC."""
     _target(wildcards)
@@ -29,10 +39,11 @@ def dwi_target_json(wildcards):
     return json.dumps(_target(wildcards), sort_keys=True)
 
 
-def dwi_mem_mb(wildcards, input, attempt):
+def dwi_mem_mb(wildcards, attempt):
     """The DWI in memory (gzip ratio ~2-3 for int16 DWI) plus float32 work volumes;
-    doubled, tripled... on each retry (an out-of-memory kill is retried with more)."""
-    return (500 + int(8 * input.size_mb)) * attempt
+    doubled, tripled... on each retry (an out-of-memory kill is retried with more).
+    The size comes from the index (no stat of the inputs per job)."""
+    return (500 + int(8 * SETUP.dwi_input_mb(wildcards.sub))) * attempt
 
 
 def segment_sources(wildcards):

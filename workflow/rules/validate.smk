@@ -77,7 +77,7 @@ rule run_bids_validator:
 
 checkpoint list_intact_sessions:
     input:
-        [session_check_path(s) for s in SETUP.shards],
+        all_session_checks,
     output:
         f"{VALIDATION}/intact-sessions.json",
     log:
@@ -98,7 +98,7 @@ checkpoint list_intact_sessions:
 
 rule write_validation_report:
     input:
-        sessions=[session_check_path(s) for s in SETUP.shards],
+        sessions=all_session_checks,
         shards=round_trip_results,
         intact=f"{VALIDATION}/intact-sessions.json",
         validator=f"{VALIDATION}/bids-validator.json",

@@ -22,6 +22,11 @@ def validation_targets():
     return [f"{VALIDATION}/passed"]
 
 
+def all_session_checks(wildcards):
+    """The source check of every session (an input function: see common.smk)."""
+    return [session_check_path(s) for s in SETUP.shards]
+
+
 def round_trip_results(wildcards):
     """Round-trip checks of the shards whose sessions can be written (after the checkpoint).
 

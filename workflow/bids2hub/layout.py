@@ -1,0 +1,21 @@
+"""Where the segmentation stage puts its masks (no numpy: the Snakefile's parse imports it).
+
+``bids2hub.segment`` re-exports both names; every cluster job's parse reads them, so
+they live apart from the segmenter and its numpy import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The masks table, relative to the published ``hub/`` folder.
+TABLE = Path("masks") / "masks.parquet"
+#: The masks' BIDS derivatives dataset, relative to the published ``hub/`` folder.
+DERIVATIVE = Path("derivatives") / "deepisles"
+
+
+def mask_relpath(sub: str, ses: str) -> str:
+    """Path of a subject's mask inside the derivatives dataset (no ses- without sessions)."""
+    if ses:
+        return f"sub-{sub}/ses-{ses}/dwi/sub-{sub}_ses-{ses}_desc-lesion_mask.nii.gz"
+    return f"sub-{sub}/dwi/sub-{sub}_desc-lesion_mask.nii.gz"
