@@ -111,7 +111,8 @@ def viewer_subject(config: dict[str, Any], segmentation: dict[str, Any]) -> str 
     -------
     str or None
         ``paper.viewer.subject`` (without ``sub-``), else the first segmented subject in
-        natural order; None when the paper stage or the viewer is disabled or no subject is segmented.
+        natural order; None when the paper stage or the viewer is disabled or no subject
+        is segmented.
 
     Raises
     ------
