@@ -177,7 +177,7 @@ rule plot_qc_overlay:
 
 rule summarize_runtimes:
     input:
-        PAPER_UPSTREAM,
+        paper_upstream,
         PAPER.artifacts(),
     output:
         tsv=report(
@@ -212,7 +212,7 @@ rule write_provenance:
     input:
         record=PAPER.provenance_inputs,
         manifest=str(SETUP.manifest_path),
-        hashed=PAPER_HASHED,
+        hashed=paper_hashed,
         located=PAPER_LOCATED,
         receipt=[DEEPISLES_RECEIPT] if SEGMENT_BACKEND == "deepisles" else [],
         masks_description=[HUB.masks_description] if PAPER.predicted else [],
@@ -233,7 +233,7 @@ rule write_provenance:
         mem_mb=1000,
     params:
         out_dir=paper_out_dir,
-        git=PAPER_GIT,
+        git=lambda wildcards: paper_git(),
         masks_description=lambda wildcards, input: (
             input.masks_description[0] if input.masks_description else ""
         ),

@@ -1,4 +1,6 @@
 # Helpers of rules/paper.smk: the plan (bids2hub.paper.plan) and input functions.
+import functools
+
 from bids2hub.paper.plan import PaperPlan
 from bids2hub.paper.provenance import git_commit
 
@@ -9,26 +11,42 @@ except Bids2HubError as exc:
 
 PAPER_DIR = str(PAPER.root)
 PAPER_SUBJECTS = validation_subjects_arg()
-# Everything else the run builds: the runtimes wait for it (and read its benchmarks).
-PAPER_UPSTREAM = [
-    *SETUP.shard_targets(),
-    *SETUP.segment_targets(),
-    *HUB.targets(),
-    *validation_targets(),
-]
-# Hashed into provenance.json; report.json embeds the BIDS path: its hash goes to `run`.
-PAPER_HASHED = [
-    *SETUP.shard_targets(),
-    *SETUP.segment_targets(),
-    HUB.card,
-    *HUB.masks_extra(),
-    *PAPER.artifacts(),
-]
 PAPER_LOCATED = [HUB.report] if HUB.report else []
-# The code's commit (None outside a git checkout): a new commit rewrites provenance.json.
-PAPER_GIT = git_commit(Path(workflow.basedir)) or ""
+
+
+def paper_upstream(wildcards):
+    """Everything else the run builds: the runtimes wait for it (and read its benchmarks).
+
+    An input function, so that a cluster job's parse does not list every session."""
+    return [
+        *SETUP.shard_targets(),
+        *SETUP.segment_targets(),
+        *HUB.targets(),
+        *validation_targets(),
+    ]
+
+
+def paper_hashed(wildcards):
+    """Hashed into provenance.json (report.json embeds the BIDS path: its hash goes to `run`)."""
+    return [
+        *SETUP.shard_targets(),
+        *SETUP.segment_targets(),
+        HUB.card,
+        *HUB.masks_extra(),
+        *PAPER.artifacts(),
+    ]
+
+
+@functools.cache
+def paper_git(wildcards=None):
+    """The code's commit ('' outside a git checkout): a new commit rewrites provenance.json.
+
+    Asked only when the provenance job is scheduled, not on every parse."""
+    return git_commit(Path(workflow.basedir)) or ""
+
+
 if PAPER.enabled and workflow.is_main_process:
-    PAPER.write_provenance_inputs(SETUP.config, PAPER_HASHED, PAPER_LOCATED)
+    PAPER.write_provenance_inputs(SETUP.config, paper_hashed(None), PAPER_LOCATED)
 
 
 def paper_targets():
