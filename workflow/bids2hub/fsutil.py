@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -45,3 +47,36 @@ def write_if_changed(dest: Path, text: str) -> bool:
     with atomic_path(dest) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return True
+
+
+_CHUNK = 4 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stat_key(path: Path) -> tuple[int, int, int, int]:
+    """(size, mtime_ns, ctime_ns, inode): changes whenever the file's bytes may have.
+
+    A file replaced by ``cp -p`` or ``rsync -a`` keeps its mtime but gets a new
+    ctime and inode, so a hash cached under this key is never stale.
+    """
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def cached_sha256(
+    path: Path, entry: Mapping[str, Any] | None
+) -> tuple[tuple[int, int, int, int], str]:
+    """The file's :func:`stat_key` and sha256, reusing ``entry["sha256"]`` when
+    ``entry["stat"]`` (from an earlier run) equals the key, else reading the file."""
+    key = stat_key(path)
+    if entry and tuple(entry.get("stat", ())) == key:
+        return key, str(entry["sha256"])
+    return key, sha256_file(path)

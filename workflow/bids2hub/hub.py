@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 
 from . import __version__
 from .errors import ConfigError, HubError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, cached_sha256, stat_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -169,19 +169,6 @@ def git_blob_id(path: Path) -> str:
     return h.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _stat_key(path: Path) -> tuple[int, int, int, int]:
-    st = path.stat()
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-
 def list_local(folder: Path, cache: dict[str, Any] | None = None) -> dict[str, LocalFile]:
     """Every file under ``folder`` to push, with its sha256, in path order.
 
@@ -200,9 +187,7 @@ def list_local(folder: Path, cache: dict[str, Any] | None = None) -> dict[str, L
         paths += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
     for path in sorted(paths, key=lambda p: p.relative_to(folder).as_posix()):
         rel = path.relative_to(folder).as_posix()
-        key = _stat_key(path)
-        hit = cache.get(rel)
-        sha = hit["sha256"] if hit and tuple(hit.get("stat", ())) == key else _sha256(path)
+        key, sha = cached_sha256(path, cache.get(rel))
         out[rel] = LocalFile(rel, path, key[0], sha, key)
     return out
 
@@ -553,7 +538,7 @@ def push_folder(
 
         oid = with_retries(f"commit {i}/{len(batches)} to {repo}@{rev}", commit, options, sleep)
         for f in batch:
-            if _stat_key(f.abs) != f.stat_key:
+            if stat_key(f.abs) != f.stat_key:
                 raise HubError(f"{f.abs}: changed while it was being pushed; rerun the push")
         if oid and oid != current:
             commits.append(oid)

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BidsError
-from ..fsutil import atomic_path
+from ..fsutil import atomic_path, cached_sha256
 
 #: Packages whose versions are recorded (distribution names).
 PACKAGES = (
@@ -45,7 +45,6 @@ _SECRET = re.compile(r"token|secret|password|passwd|credential", re.I)
 #: Config keys that are machine paths (recorded in ``run``, not in ``config``).
 PATH_KEYS = ("bids_dir", "out_dir")
 SCHEMA_VERSION = 1
-_CHUNK = 1 << 22
 
 
 def git_commit(path: Path) -> str | None:
@@ -101,21 +100,12 @@ def listing_hash(manifest: Any) -> str:
     return h.hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    """sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def hash_outputs(
     out_dir: Path, paths: Iterable[Path], cache_path: Path | None = None
 ) -> dict[str, dict[str, Any]]:
     """``{path relative to out_dir: {size, sha256}}``, sorted.
 
-    With ``cache_path`` a file whose (size, mtime_ns, inode) is unchanged since
+    With ``cache_path`` a file whose :func:`~bids2hub.fsutil.stat_key` is unchanged since
     the last run is not read again (ARC's shards are ~273 GB).
     """
     cache: dict[str, Any] = {}
@@ -127,16 +117,13 @@ def hash_outputs(
     out: dict[str, dict[str, Any]] = {}
     fresh: dict[str, Any] = {}
     for path in sorted({Path(p) for p in paths}):
+        rel = os.path.relpath(path, out_dir)
         try:
-            st = path.stat()
+            key, digest = cached_sha256(path, cache.get(rel))
         except OSError as exc:
             raise BidsError(f"{path}: output missing ({exc.strerror})") from None
-        rel = os.path.relpath(path, out_dir)
-        key = [st.st_size, st.st_mtime_ns, st.st_ino]
-        hit = cache.get(rel)
-        digest = hit["sha256"] if hit and hit.get("stat") == key else sha256_file(path)
-        fresh[rel] = {"stat": key, "sha256": digest}
-        out[rel] = {"size": st.st_size, "sha256": digest}
+        fresh[rel] = {"stat": list(key), "sha256": digest}
+        out[rel] = {"size": key[0], "sha256": digest}
     if cache_path is not None:
         with atomic_path(cache_path) as tmp:
             tmp.write_text(json.dumps(fresh, sort_keys=True), encoding="utf-8")
