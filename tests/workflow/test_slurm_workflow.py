@@ -242,6 +242,9 @@ def test_failed_subject_is_rerun_alone_after_the_fix(slurm_cluster: None, tmp_pa
         "all", "summarize_segmentation", "build_masks_table", "dataset_card",
         "run_bids_validator", "list_intact_sessions", "write_validation_report",
         "check_validation",
+        # the paper's dataset-level tables, figures and provenance
+        "measure_lesion_volumes", "write_cohort_table", "plot_sessions", "plot_lesion_volumes",
+        "plot_lesion_overlap", "summarize_runtimes", "write_provenance",
     }, executed  # fmt: skip
     status = _status(project)
     assert "\tfailed\t" not in status and "\tmissing\t" not in status
