@@ -10,7 +10,7 @@ include: "paper_common.smk"
 rule measure_lesion_volumes:
     input:
         manifest=str(SETUP.manifest_path),
-        experts=PAPER.experts,
+        experts=paper_experts,
         qc=[str(SETUP.qc_path)] if PAPER.predicted else [],
     output:
         PAPER.path("lesion_volumes.tsv"),
@@ -124,7 +124,7 @@ rule plot_lesion_overlap:
     input:
         volumes=PAPER.path("lesion_volumes.tsv"),
         predicted=list(PAPER.predicted.values()),
-        experts=PAPER.experts,
+        experts=paper_experts,
     output:
         nifti=PAPER.path("lesion_overlap.nii.gz"),
         png=report(

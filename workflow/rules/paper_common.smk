@@ -14,6 +14,11 @@ PAPER_SUBJECTS = validation_subjects_arg()
 PAPER_LOCATED = [HUB.report] if HUB.report else []
 
 
+def paper_experts(wildcards):
+    """The run's expert masks (an input function: a cluster job's parse skips the lookup)."""
+    return list(PAPER.experts)
+
+
 def paper_upstream(wildcards):
     """Everything else the run builds: the runtimes wait for it (and read its benchmarks).
 

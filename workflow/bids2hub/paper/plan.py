@@ -1,14 +1,15 @@
 """Parse-time plan of the paper stage: paths, targets and the provenance's input list.
 
-Decided once per parse from :class:`bids2hub.setup.WorkflowSetup` (cheap: one
-pass over the index for the expert masks), so the rules of ``paper.smk`` stay
+Decided once per parse from :class:`bids2hub.setup.WorkflowSetup` (the expert
+masks, one pass over the index, only when a rule asks for them), so the rules of ``paper.smk`` stay
 thin and their input functions O(1).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +27,32 @@ class PaperPlan:
     enabled: bool
     qc_overlays: bool
     phenotype: dict[str, str]
-    experts: tuple[str, ...]  # absolute paths of the run's expert masks
     predicted: dict[str, str]  # subject -> predicted mask (absolute)
+    setup: Any = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def experts(self) -> tuple[str, ...]:
+        """Absolute paths of the run's expert masks.
+
+        Looked up only when a rule asks (through an input function): it reads every
+        session's index records, which a cluster job's parse must not pay.
+        """
+        manifest = self.setup.manifest
+        keys = list(self.setup.shards.values())
+        return tuple(str(manifest.absolute(r)) for r in expert_masks(manifest, keys))
 
     @classmethod
     def from_setup(cls, setup: Any) -> PaperPlan:
         """The plan of a run (``setup`` is the Snakefile's SETUP)."""
         cfg = setup.config["paper"]
-        keys = list(setup.shards.values())
-        experts = tuple(str(setup.manifest.absolute(r)) for r in expert_masks(setup.manifest, keys))
         predicted = {sub: setup.mask_path(sub) for sub in setup.segmentation["targets"]}
         return cls(
             out_dir=Path(setup.out_dir),
             enabled=bool(cfg["enabled"]),
             qc_overlays=bool(cfg["qc_overlays"]),
             phenotype=dict(cfg["phenotype"]),
-            experts=experts,
             predicted=predicted,
+            setup=setup,
         )
 
     # ------------------------------------------------------------- paths
