@@ -14,9 +14,12 @@ set -euo pipefail
 
 CLUSTER=bids2hub
 NODE=$(hostname -s)
-CONF_DIR=/etc/slurm
-LOG_DIR=/var/log/slurm
-SPOOL=/var/spool
+# Overridable so a test can start from a state without any SLURM config.
+CONF_DIR=${BIDS2HUB_SLURM_CONF_DIR:-/etc/slurm}
+LOG_DIR=${BIDS2HUB_SLURM_LOG_DIR:-/var/log/slurm}
+SPOOL=${BIDS2HUB_SLURM_SPOOL:-/var/spool}
+# The daemons and clients find a config outside /etc/slurm through SLURM_CONF.
+[ "$CONF_DIR" = /etc/slurm ] || export SLURM_CONF="$CONF_DIR/slurm.conf"
 DB_PASS=bids2hub-test
 # The node advertises more cores and memory than the machine has
 # (config_overrides): SLURM only books them here, nothing is enforced, so the
@@ -26,6 +29,19 @@ NODE_CPUS=${BIDS2HUB_SLURM_CPUS:-8}
 NODE_MEM_MB=${BIDS2HUB_SLURM_MEM_MB:-40000}
 
 log() { printf 'slurm-cluster: %s\n' "$*" >&2; }
+
+# Every bring-up step names itself, so a failure says which step and why.
+STEP="start-up"
+step() { STEP=$1; log "step: $STEP"; }
+trap 'rc=$?; log "failed in step \"$STEP\" (exit $rc at line $LINENO: $BASH_COMMAND)"; exit $rc' ERR
+
+# md5 of the config files that exist (none on a machine that never ran this).
+config_digest() {
+    local f
+    for f in "$CONF_DIR"/slurm.conf "$CONF_DIR"/gres.conf; do
+        if [ -f "$f" ]; then cat "$f"; fi
+    done | md5sum
+}
 
 write_config() {
     mkdir -p "$CONF_DIR" "$LOG_DIR" "$SPOOL/slurmctld" "$SPOOL/slurmd" /run/munge
@@ -152,15 +168,19 @@ cmd=${1:-start}
 case "$cmd" in
 start)
     [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
-    before=$(cat "$CONF_DIR"/slurm.conf "$CONF_DIR"/gres.conf 2>/dev/null | md5sum)
+    step "write the configuration to $CONF_DIR"
+    before=$(config_digest)
     write_config
-    after=$(cat "$CONF_DIR"/slurm.conf "$CONF_DIR"/gres.conf | md5sum)
+    after=$(config_digest)
     if [ "$before" != "$after" ] && running slurmctld; then
-        log "configuration changed: restarting the SLURM daemons"
+        step "restart the SLURM daemons (configuration changed)"
         stop_slurm
     fi
+    step "start munge"
     start_munge
+    step "start mariadb"
     start_mariadb
+    step "start slurmdbd, slurmctld, slurmd"
     start_slurm
     log "up: $(sinfo -h -o '%P %a %D %t %G' | tr '\n' ';')"
     ;;
