@@ -20,7 +20,7 @@ setup: $(VENV)/.installed viewer-assets
 demo: setup
 	test -f demo/bids/dataset_description.json || bids2hub demo-data demo/bids
 	snakemake --cores $(CORES)
-	python -m bids2hub.demo_check results
+	python -m bids2hub.demo.check results
 
 # The NiiVue bundle inlined into paper/viewer.html: the version pinned (with integrity
 # hashes) in envs/niivue/package-lock.json, installed by npm ci without running package

@@ -63,7 +63,7 @@ def arc_subjects() -> list[str]:
 @pytest.fixture(scope="session")
 def arc_tree_ro(tmp_path_factory: pytest.TempPathFactory, arc_subjects: list[str]) -> Path:
     """An ARC-shaped tree (real ds004884 names, tiny NIfTIs); never modified by tests."""
-    from bids2hub.synthetic import write_arc_like_tree
+    from tests.synthetic import write_arc_like_tree
 
     return write_arc_like_tree(tmp_path_factory.mktemp("arc") / "bids", arc_subjects)
 
@@ -71,7 +71,7 @@ def arc_tree_ro(tmp_path_factory: pytest.TempPathFactory, arc_subjects: list[str
 @pytest.fixture()
 def arc_tree(tmp_path: Path, arc_subjects: list[str]) -> Path:
     """A fresh ARC-shaped tree that the test may modify."""
-    from bids2hub.synthetic import write_arc_like_tree
+    from tests.synthetic import write_arc_like_tree
 
     return write_arc_like_tree(tmp_path / "bids", arc_subjects)
 

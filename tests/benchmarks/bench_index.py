@@ -1,8 +1,8 @@
-"""Indexing an ARC-shaped BIDS tree: ``bids2hub.index`` versus a bare walk, pybids, bids2table.
+"""Indexing an ARC-shaped BIDS tree: ``bids2hub.index.manifest`` versus a bare walk, pybids, bids2table.
 
 What is measured
 ----------------
-``bids2hub.synthetic.write_arc_like_tree`` writes the real ds004884 structure (230
+``tests.synthetic.write_arc_like_tree`` writes the real ds004884 structure (230
 subjects, 902 sessions, ~14.5k files, tiny NIfTIs); ``--scales 1,4`` adds a 4x
 replica (920 subjects, 3,608 sessions, ~58k files). On each tree, every measurement
 runs ``--repeats`` times (median reported), each time in a fresh child interpreter
@@ -103,7 +103,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if m.startswith("ours"):
         import pyarrow.parquet  # noqa: F401  (imported lazily by read_manifest)
-        from bids2hub.index import load_index
+        from bids2hub.index.manifest import load_index
 
         t_imp = time.perf_counter() - t_imp
         imports = peak_rss_mb()
@@ -221,7 +221,7 @@ def bench_tree(
     root: Path, workdir: Path, methods: list[str], repeats: int, cap: float
 ) -> tuple[dict[str, list[dict[str, Any] | None]], dict[str, Any], int]:
     """Run every measurement on one tree."""
-    from bids2hub.index import load_index
+    from bids2hub.index.manifest import load_index
 
     cache = workdir / f"{root.name}_index" / "manifest.parquet"
     db = workdir / f"{root.name}_pybids_db"
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     try:
-        from bids2hub.synthetic import write_arc_like_tree
+        from tests.synthetic import write_arc_like_tree
 
         tables = []
         for scale in scales:

@@ -12,9 +12,9 @@ times (median reported) in a fresh child interpreter that times only the call
 * ``load dataobj``   -- baseline: ``np.asanyarray(nib.load(f).dataobj)`` (int16, the
   least a reader of that file can do);
 * ``load get_fdata`` -- ``nib.load(f).get_fdata()`` (float64, what most scripts do);
-* ``prepare_dwi``    -- ``bids2hub.dwi.prepare_dwi``: load, b0 mean, geometric-mean
+* ``prepare_dwi``    -- ``bids2hub.segment.plan.prepare_dwi``: load, b0 mean, geometric-mean
   trace, ADC, two float32 3D images written as .nii.gz.
-* ``segment``        -- ``bids2hub.segment.segment_subject("threshold", ...)`` on what
+* ``segment``        -- ``bids2hub.segment.run.segment_subject("threshold", ...)`` on what
   ``prepare_dwi`` wrote: the CPU backend's per-subject time (read both, threshold,
   clean, write and check the mask). DeepISLES needs a GPU and Apptainer: not here.
 
@@ -48,7 +48,7 @@ import nibabel as nib
 import numpy as np
 from pathlib import Path
 from _common import peak_rss_mb
-from bids2hub.dwi import prepare_dwi
+from bids2hub.segment.prepare import prepare_dwi
 kind, root, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 target = json.loads((root / "target.json").read_text())
 start = time.perf_counter()
@@ -59,7 +59,7 @@ elif kind == "fdata":
 elif kind == "prepare":
     prepare_dwi(root, target, out)
 else:  # segment: the threshold backend on what prepare_dwi wrote
-    from bids2hub.segment import segment_subject
+    from bids2hub.segment.run import segment_subject
     prep = root / "prepared"
     if not (prep / "adc.nii.gz").exists():
         prepare_dwi(root, target, prep)

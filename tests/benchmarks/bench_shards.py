@@ -1,4 +1,4 @@
-"""Shard-writing throughput and peak memory of ``bids2hub.shards.write_shard``.
+"""Shard-writing throughput and peak memory of ``bids2hub.shards.writer.write_shard``.
 
 What is measured
 ----------------
@@ -385,10 +385,10 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
         return {"imports_mb": peak_rss_mb(), "peak_mb": peak_rss_mb(), "times": {}}
     import pyarrow  # noqa: F401
-    from bids2hub.colmap import load_map
-    from bids2hub.index import load_index, shard_id
-    from bids2hub.phenotype import read_participants
-    from bids2hub.shards import ShardOptions, write_shard
+    from bids2hub.index.manifest import load_index, shard_id
+    from bids2hub.index.phenotype import read_participants
+    from bids2hub.shards.colmap import load_map
+    from bids2hub.shards.writer import ShardOptions, write_shard
 
     root, out = Path(spec["root"]), Path(spec["out"])
     fsync = spec["fsync"]
@@ -468,10 +468,10 @@ def _session_children(
 def _datasets_runner(manifest: Any, cmap: Any, participants: Any, out: Path, fsync: bool) -> Any:
     """``push_to_hub``'s embedding and parquet writing, one file per session."""
     import datasets
-    from bids2hub.colmap import sidecar_name
-    from bids2hub.index import shard_id
-    from bids2hub.phenotype import convert
-    from bids2hub.shards import plan_session
+    from bids2hub.index.manifest import shard_id
+    from bids2hub.index.phenotype import convert
+    from bids2hub.shards.colmap import sidecar_name
+    from bids2hub.shards.writer import plan_session
     from datasets import Dataset, Features, List, Nifti, Value
     from datasets.arrow_writer import get_writer_batch_size_from_features
     from datasets.table import embed_table_storage
@@ -567,7 +567,7 @@ class SessionInfo:
 
 def warm_and_hash(root: Path, cache: Path) -> list[SessionInfo]:
     """Index the tree, read every session file once (page cache), hash and check images."""
-    from bids2hub.index import load_index, shard_id
+    from bids2hub.index.manifest import load_index, shard_id
     from bids2hub.nifti import check_nifti
 
     manifest, _ = load_index(root, cache)

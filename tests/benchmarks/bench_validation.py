@@ -32,13 +32,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from bids2hub.colmap import load_map  # noqa: E402
-from bids2hub.index import load_index  # noqa: E402
-from bids2hub.phenotype import read_participants  # noqa: E402
-from bids2hub.synthetic import write_arc_like_tree  # noqa: E402
+from bids2hub.index.manifest import load_index  # noqa: E402
+from bids2hub.index.phenotype import read_participants  # noqa: E402
+from bids2hub.shards.colmap import load_map  # noqa: E402
 from bids2hub.validate.counts import compare_counts, found_counts  # noqa: E402
 from bids2hub.validate.roundtrip import check_shard  # noqa: E402
 from bids2hub.validate.sources import check_session  # noqa: E402
+
+from tests.synthetic import write_arc_like_tree  # noqa: E402
 
 
 def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -104,7 +105,7 @@ def main() -> None:
     sessions, t_sessions = _timed(lambda: {k: check_session(manifest, cmap, *k) for k in keys})
     failures = sum(len(r["failures"]) for r in sessions.values())
 
-    from bids2hub.shards import write_shard
+    from bids2hub.shards.writer import write_shard
 
     people = read_participants(root / "participants.tsv")
     shard_dir = work / "shards"
@@ -139,8 +140,9 @@ def main() -> None:
     if not args.no_snakemake:
         dataset = "ds004884"
         if args.subjects is not None:  # ARC's columns, this subset's own expected counts
-            from bids2hub.synthetic import arc_expected_counts
             from bids2hub.validate.counts import count_names
+
+            from tests.synthetic import arc_expected_counts
 
             ref = arc_expected_counts(args.subjects)
             (work / "ds004884.yaml").write_text(

@@ -69,8 +69,9 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 sys.path.insert(0, str(REPO / "workflow"))
 
-from bids2hub.setup import prepare  # noqa: E402
-from bids2hub.synthetic import arc_expected_counts, write_arc_like_tree  # noqa: E402
+from bids2hub.plan import prepare  # noqa: E402
+
+from tests.synthetic import arc_expected_counts, write_arc_like_tree  # noqa: E402
 
 MB = 1e6
 

@@ -1,5 +1,5 @@
 import pytest
-from bids2hub.bidsname import (
+from bids2hub.index.bidsname import (
     _ENTITY,
     _entity,
     is_valid_label,
@@ -54,7 +54,7 @@ def test_entity_token_is_the_regular_expression(token: str) -> None:
 def test_entities_json_is_json_dumps() -> None:
     import json
 
-    from bids2hub.index import _entities_json
+    from bids2hub.index.manifest import _entities_json
 
     for ents in [(), (("sub", "01"),), (("sub", "1"), ("ses", "2"), ("acq", "a+b")),
                  (("sub", "1"), ("run", "1"), ("run", "2"))]:  # fmt: skip

@@ -9,8 +9,8 @@ import datasets
 import pytest
 import yaml
 from bids2hub import __version__
-from bids2hub.card import hub_license, load_card_inputs, render_card
-from bids2hub.colmap import load_map
+from bids2hub.hub.card import hub_license, load_card_inputs, render_card
+from bids2hub.shards.colmap import load_map
 
 from tests.conftest import REPO as CHECKOUT
 

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-from bids2hub.colmap import ColumnMap, load_map, resolve_map_path
 from bids2hub.errors import ConfigError
+from bids2hub.shards.colmap import ColumnMap, load_map, resolve_map_path
 
 from tests.conftest import REPO
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bids2hub import deepisles
+from bids2hub.segment import deepisles
 from bids2hub.cli import main as cli_main
 from bids2hub.errors import SegmentationError
 

@@ -1,4 +1,4 @@
-"""Tests of the synthetic ARC-like demo dataset (bids2hub.demo)."""
+"""Tests of the synthetic ARC-like demo dataset (bids2hub.demo.data)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bids2hub.demo import write_demo_dataset
+from bids2hub.demo.data import write_demo_dataset
 from scipy import ndimage
 
 N_SUBJECTS = 4

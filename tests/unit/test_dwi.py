@@ -12,24 +12,23 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from bids2hub.dwi import (
+from bids2hub.errors import BidsError, ConfigError
+from bids2hub.index.manifest import FileRecord, Manifest, build_manifest, load_index
+from bids2hub.segment.plan import (
     FactCache,
     bvec_count,
     choose_shell,
-    compute_trace_adc,
     find_shells,
     parse_bvals,
     plan_json,
     plan_segmentation,
-    prepare_dwi,
 )
-from bids2hub.errors import BidsError, ConfigError
-from bids2hub.index import FileRecord, Manifest, build_manifest, load_index
-from bids2hub.synthetic import arc_file_listing
+from bids2hub.segment.prepare import compute_trace_adc, prepare_dwi
 
 from tests.conftest import REPO
+from tests.synthetic import arc_file_listing
 
-BVALS_TSV = REPO / "workflow" / "bids2hub" / "data" / "ds004884_bvals.tsv.gz"
+BVALS_TSV = REPO / "tests" / "data" / "ds004884_bvals.tsv.gz"
 
 
 # ------------------------------------------------------------------ b-values
@@ -349,7 +348,7 @@ def test_prepare_dwi_uses_a_scanner_adc_in_micro_units(tmp_path: Path) -> None:
 def test_setup_plans_in_the_main_process_and_jobs_read_the_plan(
     arc_tree: Path, tmp_path: Path
 ) -> None:
-    from bids2hub.setup import prepare
+    from bids2hub.plan import prepare
 
     cfg = {"bids_dir": str(arc_tree), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}
     main = prepare(cfg, config_dir=REPO / "config")

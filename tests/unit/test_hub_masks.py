@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from bids2hub.errors import SegmentationError
-from bids2hub.masks import build_masks_table, mask_relpath, planned_masks, read_generator
+from bids2hub.segment.masks import build_masks_table, mask_relpath, planned_masks, read_generator
 
 DIGEST = "sha256:" + "ab" * 32
 

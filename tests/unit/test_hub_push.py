@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from bids2hub.errors import HubError
-from bids2hub.hub import (
+from bids2hub.hub.push import (
     PARTIAL_NAME,
     RECEIPT_NAME,
     LocalFile,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from bids2hub.errors import BidsError
-from bids2hub.index import load_index, read_manifest
+from bids2hub.index.manifest import load_index, read_manifest
 
 from tests.conftest import write_nifti
 

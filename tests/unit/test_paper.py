@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bids2hub.errors import BidsError
-from bids2hub.index import build_manifest
+from bids2hub.index.manifest import build_manifest
 from bids2hub.paper import PHENOTYPE_DEFAULTS
 from bids2hub.paper.cohort import (
     Volume,

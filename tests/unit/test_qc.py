@@ -8,7 +8,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bids2hub.qc import COLUMNS, QcRow, dice, qc_subject, qc_table, resample_nearest, voxel_ml
+from bids2hub.segment.qc import (
+    COLUMNS,
+    QcRow,
+    dice,
+    qc_subject,
+    qc_table,
+    resample_nearest,
+    voxel_ml,
+)
 
 
 def _img(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:

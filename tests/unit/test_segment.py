@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from bids2hub.cli import main
 from bids2hub.errors import SegmentationError
-from bids2hub.segment import (
+from bids2hub.segment.run import (
     check_mask,
     description_json,
     mask_relpath,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 from bids2hub.errors import ConfigError
-from bids2hub.setup import prepare
+from bids2hub.plan import prepare
 
 from tests.conftest import REPO, write_nifti
 
@@ -42,7 +42,7 @@ def test_subject_filter_and_rows(arc_tree: Path, tmp_path: Path) -> None:
 
 
 def test_target_paths_follow_the_stage_layouts(arc_tree: Path, tmp_path: Path) -> None:
-    from bids2hub.segment import mask_relpath
+    from bids2hub.segment.run import mask_relpath
     from bids2hub.validate.report import session_result, shard_result
 
     cfg = {"bids_dir": str(arc_tree), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}
@@ -65,7 +65,7 @@ def test_target_paths_follow_the_stage_layouts(arc_tree: Path, tmp_path: Path) -
 def test_segmentation_plan_reused_until_an_input_changes(
     arc_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bids2hub import dwi
+    from bids2hub.segment import plan as dwi
 
     cfg = {"bids_dir": str(arc_tree), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}
     first = prepare(cfg, config_dir=CONFIG_DIR)

@@ -5,11 +5,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from bids2hub.colmap import ColumnMap, generic_map, load_map
 from bids2hub.errors import BidsError
-from bids2hub.index import load_index
-from bids2hub.phenotype import participants_fields, read_participants
-from bids2hub.shards import ShardOptions, write_shard
+from bids2hub.index.manifest import load_index
+from bids2hub.index.phenotype import participants_fields, read_participants
+from bids2hub.shards.colmap import ColumnMap, generic_map, load_map
+from bids2hub.shards.writer import ShardOptions, write_shard
 
 from tests.conftest import REPO, write_nifti
 

@@ -1,4 +1,4 @@
-"""Tests of the ARC-shaped synthetic BIDS tree generator (bids2hub.synthetic)."""
+"""Tests of the ARC-shaped synthetic BIDS tree generator (tests.synthetic)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bids2hub.synthetic import arc_expected_counts, arc_file_listing, write_arc_like_tree
+
+from tests.synthetic import arc_expected_counts, arc_file_listing, write_arc_like_tree
 
 #: The real ds004884 numbers, asserted from the listing and from a written tree.
 EXPECTED_FULL = {
@@ -38,7 +39,7 @@ EXPECTED_FULL = {
 #: Small selection covering every modality, a session with two T2w (M2105) and the
 #: only two-digit session label (M2294, ses-56).
 SMALL = ["M2001", "M2105", "M2294"]
-DATA = Path(__file__).resolve().parents[2] / "workflow" / "bids2hub" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
 IDENTIFYING = {"PatientName", "PatientID", "PatientBirthDate", "AcquisitionDateTime",
                "AcquisitionDate", "InstitutionName", "InstitutionAddress", "DeviceSerialNumber",

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bids2hub.colmap import load_map
 from bids2hub.errors import ConfigError
-from bids2hub.index import load_index
-from bids2hub.synthetic import arc_expected_counts, write_arc_like_tree
+from bids2hub.index.manifest import load_index
+from bids2hub.shards.colmap import load_map
 from bids2hub.validate.counts import check_expected, compare_counts, count_names, found_counts
 
 from tests.conftest import REPO
+from tests.synthetic import arc_expected_counts, write_arc_like_tree
 
 MAPS = REPO / "config" / "datasets"
 NAMES = count_names([])

@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from bids2hub.colmap import load_map
 from bids2hub.errors import ValidationError
-from bids2hub.index import load_index
-from bids2hub.phenotype import read_participants
-from bids2hub.shards import write_shard
-from bids2hub.synthetic import arc_expected_counts
+from bids2hub.index.manifest import load_index
+from bids2hub.index.phenotype import read_participants
+from bids2hub.shards.colmap import load_map
+from bids2hub.shards.writer import write_shard
 from bids2hub.validate.bidsvalidator import run_validator, summarise
 from bids2hub.validate.counts import count_names
 from bids2hub.validate.html import render
@@ -28,6 +27,7 @@ from bids2hub.validate.roundtrip import check_shard
 from bids2hub.validate.sources import check_session, dumps
 
 from tests.conftest import REPO
+from tests.synthetic import arc_expected_counts
 
 ARC_MAP = REPO / "config" / "datasets" / "ds004884.yaml"
 

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from bids2hub.colmap import load_map
-from bids2hub.index import load_index, shard_id
-from bids2hub.phenotype import read_participants
-from bids2hub.shards import write_shard
+from bids2hub.index.manifest import load_index, shard_id
+from bids2hub.index.phenotype import read_participants
+from bids2hub.shards.colmap import load_map
+from bids2hub.shards.writer import write_shard
 from bids2hub.validate.roundtrip import check_shard
 from bids2hub.validate.sources import check_session
 

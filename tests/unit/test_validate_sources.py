@@ -9,9 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bids2hub.colmap import load_map
 from bids2hub.errors import NiftiError
-from bids2hub.index import load_index
+from bids2hub.index.manifest import load_index
+from bids2hub.shards.colmap import load_map
 from bids2hub.validate.sources import (
     check_session,
     dumps,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from bids2hub.cli import main
 from bids2hub.errors import ConfigError
-from bids2hub.viewer import (
+from bids2hub.paper.viewer import (
     MANIFEST,
     ViewerError,
     ViewerPlan,
@@ -157,7 +157,7 @@ def test_viewer_subject_choice() -> None:
 
 
 def test_plan_from_a_real_setup(arc_tree_ro: Path, tmp_path: Path) -> None:
-    from bids2hub.setup import prepare
+    from bids2hub.plan import prepare
 
     config_dir = REPO / "config"
     cfg = {"bids_dir": str(arc_tree_ro), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}

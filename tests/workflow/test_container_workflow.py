@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bids2hub.deepisles import sif_name
+from bids2hub.segment.deepisles import sif_name
 
 from tests.conftest import REPO, run_snakemake
 from tests.doubles.fakes import PINNED_URI, docker_labels, write_fake_sif
@@ -143,7 +143,7 @@ def test_deepisles_backend_gives_the_cpu_backends_derivatives(tmp_path: Path, ca
     """The segment rule through the double: contract of every exec, same masks as threshold."""
     import nibabel as nib
     import numpy as np
-    from bids2hub.demo import write_demo_dataset
+    from bids2hub.demo.data import write_demo_dataset
 
     bids = write_demo_dataset(tmp_path / "bids", n_subjects=3)
     cache = tmp_path / "cache"
@@ -189,7 +189,7 @@ def test_deepisles_backend_gives_the_cpu_backends_derivatives(tmp_path: Path, ca
 def test_deepisles_failure_leaves_nothing_and_logs_the_stderr_tail(
     tmp_path: Path, calls: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bids2hub.demo import write_demo_dataset
+    from bids2hub.demo.data import write_demo_dataset
 
     bids = write_demo_dataset(tmp_path / "bids", n_subjects=2)
     out = tmp_path / "out"

@@ -40,7 +40,7 @@ DETERMINISTIC = (
 
 
 def _run_demo(root: Path) -> tuple[Path, Path]:
-    from bids2hub.demo import write_demo_dataset
+    from bids2hub.demo.data import write_demo_dataset
 
     bids = write_demo_dataset(root / "demo" / "bids")
     cfg = root / "config.yaml"

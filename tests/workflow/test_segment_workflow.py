@@ -26,7 +26,7 @@ def _mtimes(root: Path) -> dict[str, int]:
 
 
 def test_demo_masks_dice_exclusions_and_noop_rerun(tmp_path: Path) -> None:
-    from bids2hub.demo import write_demo_dataset
+    from bids2hub.demo.data import write_demo_dataset
 
     bids = write_demo_dataset(tmp_path / "bids", n_subjects=5)
     # sub-M9004 has DWI and an infarct, but its .bval gets one value too many.

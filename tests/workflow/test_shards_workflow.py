@@ -23,8 +23,9 @@ def _config(tmp: Path, bids: Path, out: Path, **extra: object) -> Path:
     if extra.get("dataset") == "ds004884":
         # ARC's columns, with the expected counts of this 4-subject tree (the
         # validation report checks them; ARC's own are 230 subjects, 902 sessions).
-        from bids2hub.synthetic import arc_expected_counts
         from bids2hub.validate.counts import count_names
+
+        from tests.synthetic import arc_expected_counts
 
         counts = arc_expected_counts(sorted(p.name[4:] for p in bids.glob("sub-*")))
         shutil.copy(REPO / "config/datasets/ds004884.yaml", tmp / "ds004884.yaml")
@@ -212,7 +213,8 @@ def test_broken_files_fail_naming_the_file_and_leave_no_partial_shard(
 
 def test_no_sessions_uncompressed_annex_symlinks(tmp_path: Path) -> None:
     import datasets
-    from bids2hub.synthetic import write_arc_like_tree
+
+    from tests.synthetic import write_arc_like_tree
 
     bids = write_arc_like_tree(
         tmp_path / "bids", ["M2105", "M2215"], sessions=False, compress=False,

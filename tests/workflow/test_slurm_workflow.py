@@ -47,7 +47,7 @@ def slurm_cluster() -> None:
 
 def _project(tmp_path: Path, subjects: tuple[str, ...] = ("M9001", "M9002", "M9004")) -> dict:
     """The demo dataset, run on some of its subjects (M9004 has no DWI)."""
-    from bids2hub.demo import write_demo_dataset
+    from bids2hub.demo.data import write_demo_dataset
 
     bids = write_demo_dataset(tmp_path / "bids")
     out = tmp_path / "results"

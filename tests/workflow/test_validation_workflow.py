@@ -14,11 +14,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from bids2hub.synthetic import arc_expected_counts
 from bids2hub.validate.counts import count_names
 
 from tests.browser import distinct_colours, png_pixels
 from tests.conftest import run_snakemake
+from tests.synthetic import arc_expected_counts
 
 pytestmark = pytest.mark.workflow
 CHROMIUM = "/usr/bin/chromium"
@@ -45,7 +45,7 @@ def _browser(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_report_renders_in_a_browser_and_a_tampered_shard_fails(tmp_path: Path) -> None:
-    from bids2hub.demo import write_demo_dataset
+    from bids2hub.demo.data import write_demo_dataset
 
     bids = write_demo_dataset(tmp_path / "demo" / "bids")
     cfg = _config(tmp_path, bids, dataset="demo")

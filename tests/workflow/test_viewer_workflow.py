@@ -22,7 +22,7 @@ READY = "window.viewerReady === true || document.body.dataset.viewer === 'failed
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One Snakemake run asking for paper/viewer.html only (DWI preparation, one mask)."""
-    from bids2hub.demo import write_demo_dataset
+    from bids2hub.demo.data import write_demo_dataset
 
     root = tmp_path_factory.mktemp("viewer")
     bids = write_demo_dataset(root / "bids")
@@ -68,7 +68,7 @@ def test_viewer_page_renders_the_lesion_from_disk_without_network(demo_run: Path
 
 
 def test_an_empty_mask_draws_no_red(demo_run: Path, tmp_path: Path) -> None:
-    from bids2hub.viewer import write_viewer
+    from bids2hub.paper.viewer import write_viewer
 
     dwi = demo_run / "out" / "work" / "deepisles" / "sub-M9001" / "dwi.nii.gz"
     ref = nib.load(dwi)

@@ -1,5 +1,5 @@
 """``python -m bids2hub`` runs the command line."""
 
-from .cli import main
+from bids2hub.cli import main
 
 raise SystemExit(main())

@@ -14,17 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import Bids2HubError
+from bids2hub.errors import Bids2HubError
 
 if TYPE_CHECKING:
-    from .colmap import ColumnMap
-    from .index import Manifest
+    from bids2hub.index.manifest import Manifest
+    from bids2hub.shards.colmap import ColumnMap
 
 log = logging.getLogger("bids2hub")
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from .index import load_index
+    from bids2hub.index.manifest import load_index
 
     manifest, rebuilt = load_index(
         Path(args.bids_dir),
@@ -37,10 +37,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_write_shard(args: argparse.Namespace) -> int:
-    from .colmap import ColumnMap
-    from .index import read_manifest, shard_id
-    from .phenotype import read_participants
-    from .shards import ShardOptions, write_shard
+    from bids2hub.index.manifest import read_manifest, shard_id
+    from bids2hub.index.phenotype import read_participants
+    from bids2hub.shards.colmap import ColumnMap
+    from bids2hub.shards.writer import ShardOptions, write_shard
 
     manifest = read_manifest(Path(args.manifest))
     cmap = ColumnMap.from_json(Path(args.columns).read_text(encoding="utf-8"))
@@ -67,7 +67,7 @@ def _cmd_write_shard(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from .demo import write_demo_dataset
+    from bids2hub.demo.data import write_demo_dataset
 
     out = write_demo_dataset(Path(args.out), n_subjects=args.subjects, seed=args.seed)
     print(f"demo BIDS dataset written to {out}")
@@ -75,7 +75,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_pull_image(args: argparse.Namespace) -> int:
-    from .deepisles import ensure_image, write_receipt
+    from bids2hub.segment.deepisles import ensure_image, write_receipt
 
     info = ensure_image(
         Path(args.image),
@@ -92,8 +92,8 @@ def _cmd_pull_image(args: argparse.Namespace) -> int:
 def _cmd_segment_prepare(args: argparse.Namespace) -> int:
     import json
 
-    from .dwi import prepare_dwi
-    from .fsutil import write_if_changed
+    from bids2hub.fsutil import write_if_changed
+    from bids2hub.segment.prepare import prepare_dwi
 
     target = json.loads(args.target)
     out_dir = Path(args.out_dir)
@@ -125,7 +125,7 @@ def _cmd_segment_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment_run(args: argparse.Namespace) -> int:
-    from .segment import segment_subject
+    from bids2hub.segment.run import segment_subject
 
     mask = segment_subject(
         args.backend,
@@ -150,7 +150,7 @@ def _cmd_segment_run(args: argparse.Namespace) -> int:
 def _cmd_segment_describe(args: argparse.Namespace) -> int:
     import json
 
-    from .segment import description_json, write_description
+    from bids2hub.segment.run import description_json, write_description
 
     try:
         source = json.loads(Path(args.source_description).read_text(encoding="utf-8"))
@@ -171,7 +171,7 @@ def _cmd_segment_describe(args: argparse.Namespace) -> int:
 def _cmd_segment_qc(args: argparse.Namespace) -> int:
     import json
 
-    from .qc import write_qc
+    from bids2hub.segment.qc import write_qc
 
     plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
     rows = write_qc(
@@ -183,7 +183,7 @@ def _cmd_segment_qc(args: argparse.Namespace) -> int:
 
 
 def _threshold_options(p: argparse.ArgumentParser) -> None:
-    from .segment import ADC_THRESHOLD, MIN_LESION_ML
+    from bids2hub.segment.run import ADC_THRESHOLD, MIN_LESION_ML
 
     p.add_argument("--adc-threshold", type=float, default=ADC_THRESHOLD, help="mm^2/s")
     p.add_argument("--min-lesion-ml", type=float, default=MIN_LESION_ML)
@@ -233,8 +233,8 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_dataset_card(args: argparse.Namespace) -> int:
-    from .card import load_card_inputs, render_card
-    from .fsutil import write_if_changed
+    from bids2hub.fsutil import write_if_changed
+    from bids2hub.hub.card import load_card_inputs, render_card
 
     inputs = load_card_inputs(
         bids_description=Path(args.bids_description),
@@ -252,7 +252,7 @@ def _cmd_dataset_card(args: argparse.Namespace) -> int:
 
 
 def _cmd_masks_table(args: argparse.Namespace) -> int:
-    from .masks import build_masks_table, planned_masks
+    from bids2hub.segment.masks import build_masks_table, planned_masks
 
     sessions = planned_masks(Path(args.plan))
     rows = build_masks_table(
@@ -266,8 +266,8 @@ def _cmd_masks_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .setup import prepare
-    from .status import collect_status, format_table, format_tsv, load_config
+    from bids2hub.plan import prepare
+    from bids2hub.status import collect_status, format_table, format_tsv, load_config
 
     config_dir = Path(__file__).resolve().parents[2] / "config"
     config = load_config([Path(p) for p in args.configfile], config_dir / "config.yaml")
@@ -288,7 +288,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     import json
 
-    from .hub import PushOptions, RedactFilter, push_folder
+    from bids2hub.hub.push import PushOptions, RedactFilter, push_folder
 
     # One line per HTTP request is noise; the signed upload URLs are not for logs.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
@@ -310,8 +310,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _load_inputs(args: argparse.Namespace) -> tuple[Manifest, ColumnMap]:
-    from .colmap import ColumnMap
-    from .index import read_manifest
+    from bids2hub.index.manifest import read_manifest
+    from bids2hub.shards.colmap import ColumnMap
 
     manifest = read_manifest(Path(args.manifest))
     cmap = ColumnMap.from_json(Path(args.columns).read_text(encoding="utf-8"))
@@ -319,14 +319,14 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Manifest, ColumnMap]:
 
 
 def _write_json(path: Path, text: str) -> None:
-    from .fsutil import atomic_path
+    from bids2hub.fsutil import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def _cmd_check_session(args: argparse.Namespace) -> int:
-    from .validate.sources import check_session, dumps
+    from bids2hub.validate.sources import check_session, dumps
 
     manifest, cmap = _load_inputs(args)
     result = check_session(manifest, cmap, args.subject, args.session)
@@ -344,8 +344,8 @@ def _cmd_check_session(args: argparse.Namespace) -> int:
 def _cmd_check_shard(args: argparse.Namespace) -> int:
     import json
 
-    from .validate.roundtrip import check_shard
-    from .validate.sources import dumps
+    from bids2hub.validate.roundtrip import check_shard
+    from bids2hub.validate.sources import dumps
 
     manifest, cmap = _load_inputs(args)
     session = json.loads(Path(args.session_check).read_text(encoding="utf-8"))
@@ -364,7 +364,7 @@ def _cmd_check_shard(args: argparse.Namespace) -> int:
 
 
 def _cmd_bids_validator(args: argparse.Namespace) -> int:
-    from .validate.bidsvalidator import run_validator
+    from bids2hub.validate.bidsvalidator import run_validator
 
     record = run_validator(Path(args.bids_dir), Path(args.output))
     log.info(
@@ -378,9 +378,9 @@ def _cmd_bids_validator(args: argparse.Namespace) -> int:
 
 
 def _cmd_list_intact(args: argparse.Namespace) -> int:
-    from .index import read_manifest
-    from .validate.report import list_intact, selected_keys
-    from .validate.sources import dumps
+    from bids2hub.index.manifest import read_manifest
+    from bids2hub.validate.report import list_intact, selected_keys
+    from bids2hub.validate.sources import dumps
 
     manifest = read_manifest(Path(args.manifest))
     keys = selected_keys(manifest, args.subjects)
@@ -391,7 +391,7 @@ def _cmd_list_intact(args: argparse.Namespace) -> int:
 
 
 def _cmd_validation_report(args: argparse.Namespace) -> int:
-    from .validate.report import build_report, write_report
+    from bids2hub.validate.report import build_report, write_report
 
     manifest, cmap = _load_inputs(args)
     report = build_report(
@@ -415,7 +415,7 @@ def _cmd_validation_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_validation(args: argparse.Namespace) -> int:
-    from .validate.report import check_report
+    from bids2hub.validate.report import check_report
 
     line = check_report(Path(args.report))
     print(line)
@@ -475,7 +475,7 @@ def _add_validation_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_viewer(args: argparse.Namespace) -> int:
-    from .viewer import write_viewer
+    from bids2hub.paper.viewer import write_viewer
 
     size = write_viewer(
         Path(args.dwi), Path(args.mask), Path(args.output),
@@ -577,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment_parsers(sub)
     _add_validation_parsers(sub)
     _add_viewer_parser(sub)
-    from .paper.cli import add_parsers as _add_paper_parsers
+    from bids2hub.paper.cli import add_parsers as _add_paper_parsers
 
     _add_paper_parsers(sub)
     return parser

@@ -1,6 +1,6 @@
 """Where the segmentation stage puts its masks (no numpy: the Snakefile's parse imports it).
 
-``bids2hub.segment`` re-exports both names; every cluster job's parse reads them, so
+``bids2hub.segment.run`` re-exports both names; every cluster job's parse reads them, so
 they live apart from the segmenter and its numpy import.
 """
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NiftiError
+from bids2hub.errors import NiftiError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _HEADER_BYTES = 540  # NIfTI-2 header; NIfTI-1 needs 348

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import read_yaml_mapping
+from bids2hub.config import read_yaml_mapping
 
 DONE, FAILED, INCOMPLETE, MISSING, NOT_APPLICABLE = (
     "done",
@@ -156,7 +156,7 @@ def stage_outputs(setup: Any) -> tuple[list[str], list[tuple[str, str, dict[str,
     Parameters
     ----------
     setup
-        A :class:`bids2hub.setup.WorkflowSetup`.
+        A :class:`bids2hub.plan.WorkflowSetup`.
     """
     stages = ["write_shard", "check_session", "check_shard"]
     targets = setup.segmentation["targets"]

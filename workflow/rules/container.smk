@@ -5,7 +5,7 @@
 # outputs before rerunning it (-F, -R, a changed rule), which must never cost
 # a multi-GB download. A rerun re-verifies the cached image and reuses it.
 
-from bids2hub import deepisles as _deepisles
+from bids2hub.segment import deepisles as _deepisles
 
 DEEPISLES = SETUP.config["segment"]["deepisles"]
 DEEPISLES_IMAGE = str(_deepisles.image_path(SETUP.config))

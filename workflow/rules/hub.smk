@@ -1,6 +1,6 @@
 # Publishing: the masks table, the dataset card and the push to the Hub.
 #
-# Hooks into the other stages, decided at parse time (bids2hub.publish.HubPlan):
+# Hooks into the other stages, decided at parse time (bids2hub.hub.publish.HubPlan):
 # - masks: the segmentation plan index/segmentation.json (written by SETUP when
 #   the segmentation stage exists) lists the sessions that get a mask;
 #   without it there is no masks table and no `masks` config in the card.
@@ -8,7 +8,7 @@
 #   before this file), the card reads validation/report.json's counts.
 import json
 
-from bids2hub.publish import HubPlan
+from bids2hub.hub.publish import HubPlan
 
 try:
     HUB = HubPlan.from_setup(

@@ -1,7 +1,7 @@
-# Helpers of rules/viewer.smk: the viewer's plan (bids2hub.viewer.ViewerPlan, from
+# Helpers of rules/viewer.smk: the viewer's plan (bids2hub.paper.viewer.ViewerPlan, from
 # paper.viewer.* and the segmentation plan, decided at parse time) and its input function.
-from bids2hub.viewer import MANIFEST as NIIVUE_MANIFEST
-from bids2hub.viewer import ViewerPlan
+from bids2hub.paper.viewer import MANIFEST as NIIVUE_MANIFEST
+from bids2hub.paper.viewer import ViewerPlan
 
 try:
     VIEWER = ViewerPlan.from_setup(SETUP)

@@ -12,15 +12,15 @@ log = logging.getLogger("bids2hub")
 
 
 def _keys(args: argparse.Namespace) -> tuple[Any, list[tuple[str, str]]]:
-    from ..index import read_manifest
-    from ..validate.report import selected_keys
+    from bids2hub.index.manifest import read_manifest
+    from bids2hub.validate.report import selected_keys
 
     manifest = read_manifest(Path(args.manifest))
     return manifest, selected_keys(manifest, args.subjects)
 
 
 def _cmd_volumes(args: argparse.Namespace) -> int:
-    from .cohort import VOLUME_COLUMNS, measure_volumes, write_tsv
+    from bids2hub.paper.cohort import VOLUME_COLUMNS, measure_volumes, write_tsv
 
     manifest, keys = _keys(args)
     rows = measure_volumes(manifest, keys, Path(args.qc) if args.qc else None)
@@ -31,8 +31,8 @@ def _cmd_volumes(args: argparse.Namespace) -> int:
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
-    from ..phenotype import read_participants
-    from .cohort import cohort_rows, dataset_title, read_volumes, write_cohort
+    from bids2hub.index.phenotype import read_participants
+    from bids2hub.paper.cohort import cohort_rows, dataset_title, read_volumes, write_cohort
 
     manifest, keys = _keys(args)
     rec = manifest.top_level("participants.tsv")
@@ -54,7 +54,7 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
-    from .figures import plot_sessions
+    from bids2hub.paper.figures import plot_sessions
 
     manifest, keys = _keys(args)
     for path in plot_sessions(manifest, keys, Path(args.stem)):
@@ -63,8 +63,8 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def _cmd_volume_figures(args: argparse.Namespace) -> int:
-    from .cohort import read_volumes
-    from .figures import plot_lesion_volumes, plot_volume_agreement
+    from bids2hub.paper.cohort import read_volumes
+    from bids2hub.paper.figures import plot_lesion_volumes, plot_volume_agreement
 
     volumes = read_volumes(Path(args.volumes))
     written = plot_lesion_volumes(volumes, Path(args.distribution))
@@ -75,8 +75,8 @@ def _cmd_volume_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_overlap(args: argparse.Namespace) -> int:
-    from .cohort import read_volumes
-    from .figures import overlap_map, plot_overlap, template, write_overlap_nifti
+    from bids2hub.paper.cohort import read_volumes
+    from bids2hub.paper.figures import overlap_map, plot_overlap, template, write_overlap_nifti
 
     volumes = read_volumes(Path(args.volumes))
     ref = template()
@@ -98,7 +98,7 @@ def _cmd_overlap(args: argparse.Namespace) -> int:
 
 
 def _cmd_qc_overlay(args: argparse.Namespace) -> int:
-    from .figures import plot_qc_overlay
+    from bids2hub.paper.figures import plot_qc_overlay
 
     for path in plot_qc_overlay(Path(args.trace), Path(args.mask), args.title, Path(args.output)):
         log.info("wrote %s", path)
@@ -106,7 +106,7 @@ def _cmd_qc_overlay(args: argparse.Namespace) -> int:
 
 
 def _cmd_runtimes(args: argparse.Namespace) -> int:
-    from .runtimes import collect, plot_runtimes, write_runtimes
+    from bids2hub.paper.runtimes import collect, plot_runtimes, write_runtimes
 
     rows = collect(Path(args.benchmarks))
     write_runtimes(rows, Path(args.tsv))
@@ -116,8 +116,8 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
 
 
 def _cmd_provenance(args: argparse.Namespace) -> int:
-    from ..index import read_manifest
-    from .provenance import build_provenance, write_provenance
+    from bids2hub.index.manifest import read_manifest
+    from bids2hub.paper.provenance import build_provenance, write_provenance
 
     manifest = read_manifest(Path(args.manifest))
     inputs = json.loads(Path(args.inputs).read_text(encoding="utf-8"))

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bidsname import natural_key
-from ..errors import BidsError
-from ..fsutil import atomic_path
-from ..index import FileRecord, Manifest
-from ..phenotype import NA_VALUES
-from ..validate.counts import KINDS, count_kind, count_names, found_counts
+from bids2hub.errors import BidsError
+from bids2hub.fsutil import atomic_path
+from bids2hub.index.bidsname import natural_key
+from bids2hub.index.manifest import FileRecord, Manifest
+from bids2hub.index.phenotype import NA_VALUES
+from bids2hub.validate.counts import KINDS, count_kind, count_names, found_counts
 
 #: Columns of cohort.tsv (long format: one number per line).
 TSV_COLUMNS = ("variable", "level", "statistic", "value", "n")
@@ -140,8 +140,8 @@ def measure_volumes(
     manifest: Manifest, keys: Iterable[tuple[str, str]], qc_tsv: Path | None
 ) -> list[Volume]:
     """Volumes of every expert mask (own grid) and every predicted mask (the QC table)."""
-    from ..dwi import read_image
-    from ..qc import voxel_ml
+    from bids2hub.segment.prepare import read_image
+    from bids2hub.segment.qc import voxel_ml
 
     rows = []
     for rec in expert_masks(manifest, keys):
@@ -161,7 +161,7 @@ def measure_volumes(
 
 
 def _mask_rel(sub: str, ses: str) -> str:
-    from ..segment import DERIVATIVE, mask_relpath
+    from bids2hub.segment.run import DERIVATIVE, mask_relpath
 
     return f"hub/{DERIVATIVE}/{mask_relpath(sub, ses)}"
 
@@ -219,7 +219,8 @@ def cohort_rows(
     manifest, keys
         The index and the run's (subject, session) pairs.
     participants
-        ``participants.tsv`` rows by subject label (:func:`bids2hub.phenotype.read_participants`).
+        ``participants.tsv`` rows by subject label
+        (:func:`bids2hub.index.phenotype.read_participants`).
     phenotype
         Role (``age``, ``sex``, ``race``, ``wab_aq``, ``days``) -> participants.tsv column.
     volumes

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from ..fsutil import atomic_path
-from ..index import Manifest
-from ..validate.counts import count_kind, count_names, found_counts
-from .cohort import Volume
+from bids2hub.fsutil import atomic_path
+from bids2hub.index.manifest import Manifest
+from bids2hub.paper.cohort import Volume
+from bids2hub.validate.counts import count_kind, count_names, found_counts
 
 #: rcParams that make the output independent of the machine's matplotlibrc.
 RC = {
@@ -200,8 +200,8 @@ def template() -> Any:
 
 def overlap_map(masks: Sequence[Path], ref: Any) -> np.ndarray:
     """Number of masks covering each voxel of ``ref``'s grid (nearest neighbour, by affines)."""
-    from ..dwi import read_image
-    from ..qc import resample_nearest
+    from bids2hub.segment.prepare import read_image
+    from bids2hub.segment.qc import resample_nearest
 
     total = np.zeros(ref.shape[:3], dtype=np.uint16)
     for path in masks:
@@ -266,7 +266,7 @@ def plot_qc_overlay(trace: Path, mask: Path, title: str, dest: Path) -> list[Pat
     lesion's centroid (the volume's centre for an empty mask). PNG only."""
     import nibabel as nib
 
-    from ..dwi import read_image
+    from bids2hub.segment.prepare import read_image
 
     plt = _plt()
     t_img, _ = read_image(trace, str(trace))
@@ -275,7 +275,7 @@ def plot_qc_overlay(trace: Path, mask: Path, title: str, dest: Path) -> list[Pat
     t = np.asarray(t_img.dataobj, dtype=np.float32)
     m = np.asarray(m_img.dataobj) > 0
     if t.shape[:3] != m.shape[:3]:
-        from ..errors import BidsError
+        from bids2hub.errors import BidsError
 
         raise BidsError(f"{mask}: shape {m.shape} differs from the trace {trace} {t.shape}")
     t, m = t.reshape(t.shape[:3]), m.reshape(m.shape[:3])

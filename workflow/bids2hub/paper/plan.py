@@ -1,6 +1,6 @@
 """Parse-time plan of the paper stage: paths, targets and the provenance's input list.
 
-Decided once per parse from :class:`bids2hub.setup.WorkflowSetup` (the expert
+Decided once per parse from :class:`bids2hub.plan.WorkflowSetup` (the expert
 masks, one pass over the index, only when a rule asks for them), so the rules of ``paper.smk`` stay
 thin and their input functions O(1).
 """
@@ -13,10 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import write_if_changed
-from . import PAPER
-from .cohort import expert_masks
-from .provenance import scrub
+from bids2hub.fsutil import write_if_changed
+from bids2hub.paper import PAPER
+from bids2hub.paper.cohort import expert_masks
+from bids2hub.paper.provenance import scrub
 
 
 @dataclass(frozen=True)

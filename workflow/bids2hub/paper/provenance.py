@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..errors import BidsError
-from ..fsutil import atomic_path, cached_sha256
+from bids2hub import __version__
+from bids2hub.errors import BidsError
+from bids2hub.fsutil import atomic_path, cached_sha256
 
 #: Packages whose versions are recorded (distribution names).
 PACKAGES = (

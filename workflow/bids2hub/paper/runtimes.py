@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bidsname import natural_key
-from ..errors import BidsError
-from .cohort import write_tsv
+from bids2hub.errors import BidsError
+from bids2hub.index.bidsname import natural_key
+from bids2hub.paper.cohort import write_tsv
 
 COLUMNS = ("rule", "jobs", "total_s", "median_s", "max_s", "max_rss_mb", "cpu_s")
 
@@ -92,7 +92,7 @@ def plot_runtimes(rows: Sequence[RuleRuntime], stem: Path) -> list[Path]:
     """Total wall time per rule (bars, jobs in the labels)."""
     import numpy as np
 
-    from .figures import _empty, _plt, save_figure
+    from bids2hub.paper.figures import _empty, _plt, save_figure
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 0.3 * max(len(rows), 3) + 1.2), layout="constrained")

@@ -20,8 +20,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationError
-from ..fsutil import atomic_path
+from bids2hub.errors import ValidationError
+from bids2hub.fsutil import atomic_path
 
 PACKAGE = "bids-validator-deno"
 EXIT_ERRORS = 16

@@ -1,6 +1,6 @@
 """Counts of subjects, sessions and images: expected (dataset map) against found (index).
 
-The names follow :func:`bids2hub.synthetic.arc_expected_counts`: ``n_subjects``,
+The names follow :func:`tests.synthetic.arc_expected_counts`: ``n_subjects``,
 ``n_sessions``, ``n_sessions_<kind>`` (sessions with at least one such image) and
 ``n_runs_<kind>`` (number of such images) for ``t1w``, ``t2w``, ``flair``,
 ``bold_<task>`` (``naming40`` and ``rest`` always, other tasks when found), ``dwi``
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ConfigError
-from ..index import FileRecord, Manifest
+from bids2hub.errors import ConfigError
+from bids2hub.index.manifest import FileRecord, Manifest
 
 _SUFFIX_KINDS = {"T1w": "t1w", "T2w": "t2w", "FLAIR": "flair", "dwi": "dwi", "sbref": "sbref"}
 #: Kinds always reported, in report order (other bold tasks follow ``bold_rest``).

@@ -15,15 +15,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..bidsname import natural_key
-from ..colmap import ColumnMap
-from ..errors import ValidationError
-from ..fsutil import atomic_path
-from ..index import Manifest, shard_id
-from . import RESULT_VERSION
-from .bidsvalidator import summarise
-from .counts import check_expected, compare_counts, found_counts
-from .sources import finding, is_intact, scan_text
+from bids2hub.errors import ValidationError
+from bids2hub.fsutil import atomic_path
+from bids2hub.index.bidsname import natural_key
+from bids2hub.index.manifest import Manifest, shard_id
+from bids2hub.shards.colmap import ColumnMap
+from bids2hub.validate import RESULT_VERSION
+from bids2hub.validate.bidsvalidator import summarise
+from bids2hub.validate.counts import check_expected, compare_counts, found_counts
+from bids2hub.validate.sources import finding, is_intact, scan_text
 
 #: Checks whose failures fail the workflow; anything else is a warning.
 HARD_CHECKS = (
@@ -245,7 +245,7 @@ def build_report(
 
 def write_report(report: dict[str, Any], json_path: Path, html_path: Path) -> None:
     """Write ``report.json`` and ``report.html`` atomically."""
-    from .html import render
+    from bids2hub.validate.html import render
 
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

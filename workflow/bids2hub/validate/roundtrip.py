@@ -20,12 +20,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
-from ..errors import Bids2HubError
-from ..index import FileRecord, Manifest, shard_id
-from ..shards import plan_session, shard_schema
-from . import RESULT_VERSION
-from .sources import finding
+from bids2hub.errors import Bids2HubError
+from bids2hub.index.manifest import FileRecord, Manifest, shard_id
+from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
+from bids2hub.shards.writer import plan_session, shard_schema
+from bids2hub.validate import RESULT_VERSION
+from bids2hub.validate.sources import finding
 
 
 def _sha(buf: Any) -> str:

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ..colmap import ColumnMap
-from ..errors import BidsError, NiftiError
-from ..index import FileRecord, Manifest, shard_id
-from ..nifti import CHUNK, gzip_stream_length, parse_header
-from . import RESULT_VERSION
+from bids2hub.errors import BidsError, NiftiError
+from bids2hub.index.manifest import FileRecord, Manifest, shard_id
+from bids2hub.nifti import CHUNK, gzip_stream_length, parse_header
+from bids2hub.shards.colmap import ColumnMap
+from bids2hub.validate import RESULT_VERSION
 
 #: DICOM attributes that identify a person, a place or a date of care (PS3.15 basic
 #: profile, as dcm2niix writes them with ``-ba n``). ``PatientPosition`` (HFS) is not one.
@@ -477,7 +477,7 @@ def check_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> di
 
 def _check_plan(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> list[dict[str, Any]]:
     """What would stop the shard writer: no column plan, or a companion file missing."""
-    from ..shards import plan_session
+    from bids2hub.shards.writer import plan_session
 
     try:
         plan = plan_session(manifest, cmap, sub, ses)

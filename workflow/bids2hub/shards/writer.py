@@ -24,15 +24,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
-from .bidsname import natural_key
-from .colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
-from .errors import BidsError
-from .fsutil import atomic_path
-from .index import FileRecord, Manifest, shard_id
-from .nifti import check_nifti, check_nifti_file
-from .parquet_stream import MISSING_CONTENT, FileValue, write_row
-from .phenotype import convert
+from bids2hub import __version__
+from bids2hub.errors import BidsError
+from bids2hub.fsutil import atomic_path
+from bids2hub.index.bidsname import natural_key
+from bids2hub.index.manifest import FileRecord, Manifest, shard_id
+from bids2hub.index.phenotype import convert
+from bids2hub.nifti import check_nifti, check_nifti_file
+from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
+from bids2hub.shards.parquet_stream import MISSING_CONTENT, FileValue, write_row
 
 log = logging.getLogger(__name__)
 NIFTI_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
@@ -361,7 +361,7 @@ def write_shard(
     sub, ses
         Labels (``ses`` empty for datasets without sessions).
     participants
-        Output of :func:`bids2hub.phenotype.read_participants`.
+        Output of :func:`bids2hub.index.phenotype.read_participants`.
     dest
         Output ``.parquet`` path; replaced only when writing succeeded.
     options

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .bidsname import is_valid_label, natural_key, parse_name
-from .errors import BidsError
-from .fsutil import atomic_path
+from bids2hub.errors import BidsError
+from bids2hub.fsutil import atomic_path
+from bids2hub.index.bidsname import is_valid_label, natural_key, parse_name
 
 MANIFEST_VERSION = "1"
-_META_KEY = b"bids2hub.index"
+_META_KEY = b"bids2hub.index.manifest"
 _IMAGE_EXTENSIONS = (".nii", ".nii.gz")
 #: Sessions looked up one row at a time before a cached manifest builds all records
 #: (a job asks for one session; the main process for all of them).

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .hub import RECEIPT_NAME, check_push_config
-from .layout import DERIVATIVE, TABLE
+from bids2hub.hub.push import RECEIPT_NAME, check_push_config
+from bids2hub.layout import DERIVATIVE, TABLE
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class HubPlan:
 
     @classmethod
     def from_setup(cls, setup: Any, *, has_validation_report: bool) -> HubPlan:
-        """The plan for a :class:`bids2hub.setup.WorkflowSetup`.
+        """The plan for a :class:`bids2hub.plan.WorkflowSetup`.
 
         Parameters
         ----------

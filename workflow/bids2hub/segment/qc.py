@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .bidsname import natural_key
-from .fsutil import atomic_path
+from bids2hub.fsutil import atomic_path
+from bids2hub.index.bidsname import natural_key
 
 COLUMNS = (
     "subject_id",
@@ -94,7 +94,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def qc_subject(subject: str, session: str, backend: str, mask: Path, expert: Path | None) -> QcRow:
     """Volume of ``mask`` and, with an expert mask, its volume and the Dice in the mask's grid."""
-    from .dwi import read_image
+    from bids2hub.segment.prepare import read_image
 
     img, data = read_image(Path(mask), str(mask))
     data = data > 0
@@ -121,7 +121,7 @@ def write_qc(
     plan: dict[str, Any], root: Path, masks_dir: Path, backend: str, dest: Path
 ) -> list[QcRow]:
     """QC of every target of the segmentation plan, written to ``dest`` atomically."""
-    from .segment import mask_relpath
+    from bids2hub.segment.run import mask_relpath
 
     rows = []
     for sub, target in plan["targets"].items():

@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import __version__
-from .errors import ConfigError, HubError
-from .fsutil import atomic_path, cached_sha256, stat_key
+from bids2hub import __version__
+from bids2hub.errors import ConfigError, HubError
+from bids2hub.fsutil import atomic_path, cached_sha256, stat_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

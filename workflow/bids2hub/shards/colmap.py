@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bidsname import natural_key
-from .config import read_yaml_mapping
-from .errors import ConfigError
-from .index import FileRecord, Manifest
+from bids2hub.config import read_yaml_mapping
+from bids2hub.errors import ConfigError
+from bids2hub.index.bidsname import natural_key
+from bids2hub.index.manifest import FileRecord, Manifest
 
 IMAGE_KINDS = ("images", "image")
 _KINDS = ("subject", "session", "images", "image", "companion", "entity", "phenotype")

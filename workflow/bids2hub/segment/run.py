@@ -1,7 +1,7 @@
 """Lesion masks: the CPU threshold segmenter, the common output check, the derivative dataset.
 
 Two backends write a mask per subject: DeepISLES in its container
-(:mod:`bids2hub.deepisles`) and :func:`segment_threshold`, a real CPU
+(:mod:`bids2hub.segment.deepisles`) and :func:`segment_threshold`, a real CPU
 segmenter for the demo and CI. Whatever wrote it, :func:`check_mask` decides
 whether the result is a usable mask on the DWI's grid, and :func:`write_mask`
 stores it (uint8, the DWI's affine, atomically) in the BIDS derivatives
@@ -21,11 +21,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import __version__
-from .errors import SegmentationError
-from .fsutil import atomic_path, write_if_changed
-from .layout import DERIVATIVE as DERIVATIVE  # re-exported: the stage's layout
-from .layout import mask_relpath as mask_relpath
+from bids2hub import __version__
+from bids2hub.errors import SegmentationError
+from bids2hub.fsutil import atomic_path, write_if_changed
+from bids2hub.layout import DERIVATIVE as DERIVATIVE  # re-exported: the stage's layout
+from bids2hub.layout import mask_relpath as mask_relpath
 
 #: Acute infarcts have ADC below about 620e-6 mm^2/s (e.g. RAPID's threshold).
 ADC_THRESHOLD = 620e-6
@@ -113,14 +113,14 @@ def segment_threshold(
     Parameters
     ----------
     dwi, adc
-        3D b~1000 trace and ADC (mm^2/s) on one grid, as :func:`bids2hub.dwi.prepare_dwi`
+        3D b~1000 trace and ADC (mm^2/s) on one grid, as :func:`bids2hub.segment.plan.prepare_dwi`
         writes them.
     flair
         Unused (accepted so that both backends share one signature).
     out
         Destination ``.nii.gz``.
     """
-    from .dwi import read_image
+    from bids2hub.segment.prepare import read_image
 
     del flair
     ref, trace = read_image(Path(dwi), str(dwi), np.float32)
@@ -245,7 +245,7 @@ def segment_subject(
             if image is None:
                 raise SegmentationError("backend deepisles needs the container image")
             if run_deepisles is None:
-                from .deepisles import run_deepisles  # the container stage's module
+                from bids2hub.segment.deepisles import run_deepisles  # the container stage's module
             run_deepisles(image, dwi, adc, flair, raw, fast=fast, skull_strip=skull_strip, log=log)
         else:
             raise SegmentationError(f"unknown segmentation backend '{backend}'")
@@ -283,7 +283,7 @@ def generated_by(
     if backend == "deepisles":
         if not container_uri:
             raise SegmentationError("backend deepisles: the container reference is unknown")
-        from .deepisles import generated_by_uri
+        from bids2hub.segment.deepisles import generated_by_uri
 
         entry = generated_by_uri(container_uri)
         if version:

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from .errors import BidsError
+from bids2hub.errors import BidsError
 
 NA_VALUES = {"n/a", "", "NA", "nan", "NaN"}
 

@@ -21,14 +21,14 @@ from typing import Any
 
 import yaml
 
-from . import __version__
-from .colmap import Column, ColumnMap, sidecar_name
-from .errors import BidsError
-from .masks import DESCRIPTIONS as MASK_DESCRIPTIONS
-from .masks import FEATURES as MASK_FEATURES
-from .masks import TABLE as MASK_TABLE
-from .masks import Generator, read_generator
-from .shards import shard_schema
+from bids2hub import __version__
+from bids2hub.errors import BidsError
+from bids2hub.segment.masks import DESCRIPTIONS as MASK_DESCRIPTIONS
+from bids2hub.segment.masks import FEATURES as MASK_FEATURES
+from bids2hub.segment.masks import TABLE as MASK_TABLE
+from bids2hub.segment.masks import Generator, read_generator
+from bids2hub.shards.colmap import Column, ColumnMap, sidecar_name
+from bids2hub.shards.writer import shard_schema
 
 DEEPISLES_CITATION = (
     "de la Rosa E, Reyes M, Liew S-L, et al. DeepISLES: a clinically validated ischemic "

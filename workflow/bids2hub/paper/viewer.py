@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from .bidsname import natural_key
-from .errors import Bids2HubError, ConfigError
-from .fsutil import atomic_path
+from bids2hub.errors import Bids2HubError, ConfigError
+from bids2hub.fsutil import atomic_path
+from bids2hub.index.bidsname import natural_key
 
 #: The committed record of the vendored bundle (package, version, file, sha256, bytes).
-MANIFEST = Path(__file__).resolve().parent / "data" / "niivue.json"
+MANIFEST = Path(__file__).resolve().parents[1] / "data" / "niivue.json"
 #: What to run when the bundle is absent or not the recorded one.
 ASSETS_HINT = "run `make viewer-assets`"
 
@@ -53,7 +53,7 @@ class ViewerPlan:
 
     @classmethod
     def from_setup(cls, setup: Any) -> ViewerPlan:
-        """The plan of a :class:`bids2hub.setup.WorkflowSetup`.
+        """The plan of a :class:`bids2hub.plan.WorkflowSetup`.
 
         Raises
         ------

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import SegmentationError
+from bids2hub.errors import SegmentationError
 
 #: The DeepISLES image this workflow was written against, pinned by digest.
 DEFAULT_URI = (
@@ -388,7 +388,7 @@ def _pull(image: Path, *, uri: str, min_bytes: int, log: TextIO | None) -> Image
 
 def write_receipt(info: ImageInfo, uri: str, dest: Path) -> bool:
     """Write the receipt of a verified image (unchanged content keeps its mtime)."""
-    from .fsutil import write_if_changed
+    from bids2hub.fsutil import write_if_changed
 
     text = json.dumps(info.receipt(uri), indent=2, sort_keys=True) + "\n"
     return write_if_changed(Path(dest), text)

@@ -21,11 +21,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import BidsError, SegmentationError
-from .fsutil import atomic_path
-from .layout import DERIVATIVE
-from .layout import TABLE as TABLE  # re-exported
-from .nifti import check_nifti
+from bids2hub.errors import BidsError, SegmentationError
+from bids2hub.fsutil import atomic_path
+from bids2hub.layout import DERIVATIVE
+from bids2hub.layout import TABLE as TABLE  # re-exported
+from bids2hub.nifti import check_nifti
 
 NIFTI_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 SCHEMA = pa.schema(
@@ -58,7 +58,7 @@ DESCRIPTIONS = {
 
 def mask_relpath(sub: str, ses: str) -> str:
     """Path of a mask relative to ``hub/`` (interface 2), labels without prefixes."""
-    from .segment import mask_relpath as in_derivative
+    from bids2hub.segment.run import mask_relpath as in_derivative
 
     return f"{DERIVATIVE.as_posix()}/{in_derivative(sub, ses)}"
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bidsname import natural_key
-from .colmap import ColumnMap, generic_map, load_map, resolve_map_path
-from .config import validate_config
-from .errors import BidsError, ConfigError
-from .fsutil import write_if_changed
-from .index import Manifest, load_index, shard_id
-from .phenotype import participants_fields, read_participants
+from bids2hub.config import validate_config
+from bids2hub.errors import BidsError, ConfigError
+from bids2hub.fsutil import write_if_changed
+from bids2hub.index.bidsname import natural_key
+from bids2hub.index.manifest import Manifest, load_index, shard_id
+from bids2hub.index.phenotype import participants_fields, read_participants
+from bids2hub.shards.colmap import ColumnMap, generic_map, load_map, resolve_map_path
 
 
 @dataclass
@@ -119,7 +119,7 @@ class WorkflowSetup:
         per-session names are formatted, not built with pathlib.
         """
         if kind not in self._paths:
-            from .validate.report import session_result, shard_result
+            from bids2hub.validate.report import session_result, shard_result
 
             probe = (session_result if kind == "session" else shard_result)(self.out_dir, "X", "")
             folder, ext = probe.parent.parent, probe.suffix
@@ -138,7 +138,7 @@ class WorkflowSetup:
     @functools.cached_property
     def derivatives_dir(self) -> Path:
         """The lesion-mask derivatives dataset."""
-        from .layout import DERIVATIVE
+        from bids2hub.layout import DERIVATIVE
 
         return self.out_dir / "hub" / DERIVATIVE
 
@@ -165,7 +165,7 @@ class WorkflowSetup:
 
     def mask_path(self, sub: str) -> str:
         """Derivative mask of a target subject."""
-        from .layout import mask_relpath
+        from bids2hub.layout import mask_relpath
 
         ses = self.segment_target(sub)["session"]
         return f"{self.derivatives_dir}/{mask_relpath(sub, ses)}"
@@ -325,7 +325,9 @@ def _segmentation_plan(
                 manifest.signature,
                 subjects,
                 config["segment"]["session"],
-                hashlib.sha256(Path(__file__).with_name("dwi.py").read_bytes()).hexdigest(),
+                hashlib.sha256(
+                    (Path(__file__).parent / "segment" / "plan.py").read_bytes()
+                ).hexdigest(),
             ]
         ).encode()
     ).hexdigest()
@@ -333,7 +335,7 @@ def _segmentation_plan(
     if known == key and plan_path.is_file():
         with contextlib.suppress(ValueError):
             return json.loads(plan_path.read_text(encoding="utf-8"))
-    from . import dwi  # numpy, nibabel: only when planning
+    from bids2hub.segment import plan as dwi  # numpy, nibabel: only when planning
 
     facts = dwi.FactCache(manifest, index / "dwi_facts.json")
     plan = dwi.plan_segmentation(manifest, subjects, config["segment"]["session"], facts)

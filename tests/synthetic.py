@@ -1,7 +1,7 @@
 """ARC-shaped synthetic BIDS trees with tiny NIfTI images, for tests and benchmarks.
 
 The file names come from the real listing of OpenNeuro ds004884 ("Aphasia Recovery
-Cohort", ARC) packaged in ``bids2hub/data``: every path of the real tree, the real
+Cohort", ARC) kept in ``tests/data``: every path of the real tree, the real
 b-values of every DWI run and the real ``participants.tsv``. The image contents are
 synthetic: a small 3-D grid (``shape``) for every image, 4-D for DWI (one volume per real
 b-value) and BOLD (3 volumes for ``task-naming40``, 2 for ``task-rest``), uint8 0/1 lesion
@@ -15,7 +15,7 @@ of subjects gives the same bytes as the same files of the full tree.
 
 Typical use::
 
-    from bids2hub.synthetic import write_arc_like_tree, arc_expected_counts
+    from tests.synthetic import write_arc_like_tree, arc_expected_counts
 
     root = write_arc_like_tree(tmp_path / "arc", subjects=10)
     assert arc_expected_counts(10)["n_sessions"] == ...
@@ -443,7 +443,7 @@ def _sidecar(real_path: str, raw_dst: str, shape: tuple[int, int, int]) -> dict[
         "Modality": "MR",
         "MagneticFieldStrength": 3,
         "Manufacturer": "Siemens",
-        "ConversionSoftware": "bids2hub.synthetic",
+        "ConversionSoftware": "tests.synthetic",
     }
     if real_path.startswith(_DERIV_PREFIX):
         return {
@@ -517,7 +517,7 @@ def _top_level_bytes(path: str, labels: list[str], scale: int, everyone: bool) -
             "DatasetType": "raw",
             "License": "CC0",
             "Authors": ["bids2hub synthetic generator"],
-            "GeneratedBy": [{"Name": "bids2hub.synthetic"}],
+            "GeneratedBy": [{"Name": "tests.synthetic"}],
             "SourceDatasets": [{"URL": "https://openneuro.org/datasets/ds004884"}],
         })  # fmt: skip
     if path == "participants.tsv":
@@ -539,7 +539,7 @@ _DERIV_DESCRIPTION = {
     "BIDSVersion": "1.6.0",
     "DatasetType": "derivative",
     "License": "CC0",
-    "GeneratedBy": [{"Name": "bids2hub.synthetic"}],
+    "GeneratedBy": [{"Name": "tests.synthetic"}],
 }
 
 

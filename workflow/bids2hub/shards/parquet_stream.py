@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from .errors import BidsError
+from bids2hub.errors import BidsError
 
 MAGIC = b"PAR1"
 MISSING_CONTENT = (

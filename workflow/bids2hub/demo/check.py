@@ -1,4 +1,4 @@
-"""``python -m bids2hub.demo_check OUT_DIR``: read the demo's shards back with ``datasets``.
+"""``python -m bids2hub.demo.check OUT_DIR``: read the demo's shards back with ``datasets``.
 
 The last step of ``make demo``: it loads every shard with
 ``datasets.load_dataset("parquet")``, decodes each Nifti cell and prints one
