@@ -16,9 +16,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bids2hub.segment import deepisles
 from bids2hub.cli import main as cli_main
 from bids2hub.errors import SegmentationError
+from bids2hub.segment import deepisles
 
 from tests.conftest import BIN, REPO
 from tests.doubles.fakes import (
