@@ -309,6 +309,31 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dataset_files(args: argparse.Namespace) -> int:
+    from bids2hub.hub.restore import copy_dataset_files
+
+    written = copy_dataset_files([Path(p) for p in args.inputs], [Path(p) for p in args.outputs])
+    print(f"{len(written)} dataset-level file(s) copied")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from bids2hub.hub.push import RedactFilter
+    from bids2hub.hub.restore import restore
+
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactFilter())
+    result = restore(
+        args.repo_id, Path(args.out), subjects=args.subjects or None, revision=args.revision
+    )
+    print(
+        f"{args.repo_id}@{result.head}: {len(result.files)} file(s) from {result.shards} "
+        f"shard(s) -> {args.out}"
+    )
+    return 0
+
+
 def _load_inputs(args: argparse.Namespace) -> tuple[Manifest, ColumnMap]:
     from bids2hub.index.manifest import read_manifest
     from bids2hub.shards.colmap import ColumnMap
@@ -552,6 +577,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receipt", default="", help="default HUB_DIR/.push-receipt.json")
     p.add_argument("--hash-cache", default="", help="JSON cache of local sha256 between runs")
     p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("dataset-files", help="copy the dataset-level files pushed under hub/bids/")
+    p.add_argument("--inputs", nargs="+", required=True, help="files of the BIDS root")
+    p.add_argument("--outputs", nargs="+", required=True, help="their copies, in the same order")
+    p.set_defaults(func=_cmd_dataset_files)
+
+    p = sub.add_parser(
+        "restore",
+        help="write a BIDS dataset back from a pushed repository (token: HF_TOKEN or login)",
+    )
+    p.add_argument("repo_id", help="the dataset repository, owner/name")
+    p.add_argument("out", help="the BIDS root to write")
+    p.add_argument("--subjects", nargs="+", default=[], help="labels (default: every subject)")
+    p.add_argument("--revision", default="main", help="branch, tag or commit (default main)")
+    p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("demo-data", help="write the small synthetic demo BIDS dataset")
     p.add_argument("out", help="output folder (must not exist or be empty)")

@@ -19,3 +19,9 @@ def mask_relpath(sub: str, ses: str) -> str:
     if ses:
         return f"sub-{sub}/ses-{ses}/dwi/sub-{sub}_ses-{ses}_desc-lesion_mask.nii.gz"
     return f"sub-{sub}/dwi/sub-{sub}_desc-lesion_mask.nii.gz"
+
+
+#: The source dataset's dataset-level files (dataset_description.json, participants.tsv,
+#: README, ...), relative to the published ``hub/`` folder: what ``bids2hub restore`` needs
+#: besides the shards.
+BIDS_FILES = Path("bids")

@@ -74,6 +74,7 @@ rule push_to_hub:
         card=HUB.card,
         masks=hub_masks,
         masks_extra=HUB.masks_extra(),
+        dataset_files=dataset_file_targets(),
         # Nothing is published that failed a hard validation check.
         validated=HUB.validation_gate(),
     output:
