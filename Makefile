@@ -7,7 +7,7 @@ BIN    := $(abspath $(VENV))/bin
 CORES  ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test lint bench setup system-deps clean viewer-assets
+.PHONY: demo test lint bench setup system-deps clean niivue-update
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,29 +15,28 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed viewer-assets
+setup: $(VENV)/.installed
 
 demo: setup
 	test -f demo/bids/dataset_description.json || bids2hub demo-data demo/bids
 	snakemake --cores $(CORES)
 	python -m bids2hub.demo.check results
 
-# The NiiVue bundle inlined into paper/viewer.html: the version pinned (with integrity
-# hashes) in envs/niivue/package-lock.json, installed by npm ci without running package
-# scripts, copied next to the package and checked against data/niivue.json's sha256.
+# The NiiVue bundle inlined into paper/viewer.html is committed (with its licenses) under
+# workflow/bids2hub/data/vendor/ and ships in the package: no npm at set-up or run time.
+# Maintainers refresh it from the release pinned (with integrity hashes) in
+# envs/niivue/package-lock.json: npm ci without package scripts, then the copy is checked
+# against data/niivue.json's sha256 (update niivue.json first when moving to a new release).
 NIIVUE_ENV := envs/niivue
 NIIVUE_MANIFEST := workflow/bids2hub/data/niivue.json
 NIIVUE_JS := workflow/bids2hub/data/vendor/niivue.umd.js
 
-viewer-assets: $(NIIVUE_JS)
-
-$(NIIVUE_JS): $(NIIVUE_ENV)/package.json $(NIIVUE_ENV)/package-lock.json $(NIIVUE_MANIFEST)
-	@command -v npm >/dev/null || { echo "viewer-assets: npm not found; install Node.js with npm (Debian: apt-get install nodejs npm, or run tests/system-deps.sh)" >&2; exit 1; }
+niivue-update:
+	@command -v npm >/dev/null || { echo "niivue-update: npm not found; install Node.js with npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
 	cd $(NIIVUE_ENV) && npm ci --ignore-scripts --no-audit --no-fund --omit=optional --prefer-offline --loglevel=error
-	mkdir -p $(dir $@)
-	cp $(NIIVUE_ENV)/node_modules/@niivue/niivue/$$(sed -n 's/.*"source": "\(.*\)".*/\1/p' $(NIIVUE_MANIFEST)) $@.tmp
-	echo "$$(sed -n 's/.*"sha256": "\([0-9a-f]*\)".*/\1/p' $(NIIVUE_MANIFEST))  $@.tmp" | sha256sum -c --quiet
-	mv $@.tmp $@
+	cp $(NIIVUE_ENV)/node_modules/@niivue/niivue/$$(sed -n 's/.*"source": "\(.*\)".*/\1/p' $(NIIVUE_MANIFEST)) $(NIIVUE_JS).tmp
+	echo "$$(sed -n 's/.*"sha256": "\([0-9a-f]*\)".*/\1/p' $(NIIVUE_MANIFEST))  $(NIIVUE_JS).tmp" | sha256sum -c --quiet
+	mv $(NIIVUE_JS).tmp $(NIIVUE_JS)
 
 # What the tests need besides Python packages: a real SLURM (slurmctld, slurmd,
 # slurmdbd with MariaDB, munge) and Debian's chromium for the browser checks.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# System packages the test suite uses (Debian 12): a real SLURM cluster,
-# chromium, and npm (`make viewer-assets` vendors NiiVue with it). Installed with apt when missing; the SLURM daemons themselves are
+# System packages the test suite uses (Debian 12): a real SLURM cluster and
+# chromium. Installed with apt when missing; the SLURM daemons themselves are
 # started by the tests (tests/slurm/cluster.sh start, idempotent).
 set -euo pipefail
 pkgs=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server chromium)
@@ -8,8 +8,6 @@ missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
-# Any npm on PATH will do (e.g. Node.js from its own installer); else Debian's.
-command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "system-deps: missing Debian packages: ${missing[*]}" >&2

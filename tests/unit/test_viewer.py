@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -111,13 +112,14 @@ def test_missing_or_altered_bundle_says_what_to_run(volumes, tmp_path: Path) -> 
     with pytest.raises(ViewerError) as exc:
         render_viewer_html(dwi, mask, subject="M1", manifest=manifest)
     msg = str(exc.value)
-    assert (
-        msg == f"{bundle}: the NiiVue {info['version']} bundle is missing; run `make viewer-assets`"
+    assert msg == (
+        f"{bundle}: the NiiVue {info['version']} bundle is missing; it ships with the package:"
+        " restore it (git checkout workflow/bids2hub/data/vendor) or reinstall neuroimaging-go-brrrr"
     )
     bundle.parent.mkdir()
     bundle.write_text("window.niivue = {};")
     with pytest.raises(
-        ViewerError, match=r"niivue\.umd\.js: sha256 .* is not the NiiVue .*make viewer-assets"
+        ViewerError, match=r"niivue\.umd\.js: sha256 .* is not the NiiVue .*restore it"
     ):
         render_viewer_html(dwi, mask, subject="M1", manifest=manifest)
 
@@ -131,8 +133,28 @@ def test_vendored_bundle_is_the_version_the_lockfile_pins() -> None:
     assert pkg["dependencies"]["@niivue/niivue"] == info["version"] == entry["version"]
     assert entry["integrity"].startswith("sha512-")
     assert all(p.get("integrity") for k, p in lock["packages"].items() if k)
-    data = (MANIFEST.parent / info["file"]).read_bytes()  # `make viewer-assets` ran (setup)
+    data = (MANIFEST.parent / info["file"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == info["sha256"] and len(data) == info["bytes"]
+
+
+def test_vendored_bundle_is_committed_with_its_licenses() -> None:
+    """No npm at set-up or run time: a clean clone has the bundle and its license texts."""
+    info = json.loads(MANIFEST.read_text())
+    vendor = [MANIFEST.parent / info["file"], MANIFEST.parent / info["license_file"]]
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", *map(str, vendor)],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert tracked.returncode == 0, tracked.stderr
+    notice = vendor[1].read_text(encoding="utf-8")
+    assert f"NiiVue {info['version']}" in notice and info["license"] == "BSD-2-Clause"
+    assert "BSD 2-Clause License" in notice and "Copyright (c) 2021, Niivue" in notice
+    lock = json.loads((REPO / "envs/niivue/package-lock.json").read_text())
+    bundled = [
+        k.removeprefix("node_modules/") for k, p in lock["packages"].items()
+        if k and not p.get("optional") and k != "node_modules/@niivue/niivue"
+    ]  # fmt: skip
+    assert bundled and all(f"\n{name} " in notice for name in bundled), bundled
 
 
 def _plan(*subs: str, excluded: dict[str, str] | None = None) -> dict:

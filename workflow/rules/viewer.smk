@@ -1,6 +1,6 @@
 # The NiiVue viewer page: one self-contained HTML file (paper/viewer.html) with a
-# subject's b~1000 trace and its lesion mask; the NiiVue bundle comes from
-# `make viewer-assets` (pinned in envs/niivue/), recorded in data/niivue.json.
+# subject's b~1000 trace and its lesion mask; the NiiVue bundle ships with the package
+# (data/vendor/, pinned in envs/niivue/), its sha256 recorded in data/niivue.json.
 # Which subject: VIEWER in viewer_common.smk.
 
 

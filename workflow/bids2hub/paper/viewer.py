@@ -1,8 +1,9 @@
 """The NiiVue viewer page: one self-contained HTML file with a b~1000 trace and its lesion mask.
 
 ``out_dir/paper/viewer.html`` opens from disk (``file://``) with no server and no network:
-the NiiVue bundle (vendored from npm by ``make viewer-assets``, pinned in
-``envs/niivue/package-lock.json``, its sha256 recorded in ``data/niivue.json``) and both
+the NiiVue bundle (committed under ``data/vendor/`` with its licenses and shipped in the
+package, pinned in ``envs/niivue/package-lock.json``, its sha256 recorded in
+``data/niivue.json``) and both
 volumes (base64 of the ``.nii.gz`` bytes) are inlined. The page draws the trace in grey with
 the mask in red on three orthogonal slices through the lesion's centre, and then sets
 ``window.viewerReady = true`` and ``<body data-viewer="ready">``; a failure is shown on the
@@ -29,8 +30,11 @@ from bids2hub.index.bidsname import natural_key
 
 #: The committed record of the vendored bundle (package, version, file, sha256, bytes).
 MANIFEST = Path(__file__).resolve().parents[1] / "data" / "niivue.json"
-#: What to run when the bundle is absent or not the recorded one.
-ASSETS_HINT = "run `make viewer-assets`"
+#: What to do when the bundle is absent or not the recorded one (it ships with the package).
+ASSETS_HINT = (
+    "it ships with the package: restore it (git checkout workflow/bids2hub/data/vendor)"
+    " or reinstall neuroimaging-go-brrrr"
+)
 
 
 class ViewerError(Bids2HubError):
