@@ -7,7 +7,7 @@ BIN    := $(abspath $(VENV))/bin
 CORES  ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test lint bench setup system-deps clean niivue-update
+.PHONY: demo test lint bench setup system-deps clean niivue-update conda-env
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ niivue-update:
 	echo "$$(sed -n 's/.*"sha256": "\([0-9a-f]*\)".*/\1/p' $(NIIVUE_MANIFEST))  $(NIIVUE_JS).tmp" | sha256sum -c --quiet
 	mv $(NIIVUE_JS).tmp $(NIIVUE_JS)
 
+# The rules' conda environment, generated from pyproject.toml's dependencies.
+conda-env: $(VENV)/.installed
+	python -m bids2hub.condaenv
+
 # What the tests need besides Python packages: a real SLURM (slurmctld, slurmd,
 # slurmdbd with MariaDB, munge) and Debian's chromium for the browser checks.
 # Installs with apt when run as root; otherwise says what is missing.
@@ -48,6 +52,7 @@ test: system-deps setup
 	python -m pytest -ra
 
 lint: setup
+	python -m bids2hub.condaenv --check
 	ruff check workflow tests
 	ruff format --check workflow tests
 	snakefmt --check workflow
