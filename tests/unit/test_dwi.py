@@ -112,7 +112,24 @@ def test_every_real_arc_run_and_session_gets_a_sensible_choice() -> None:
     plan = plan_segmentation(manifest, subjects, "earliest", _ListedFacts(manifest, real))
     targets, excluded = plan["targets"], plan["excluded"]
     assert len(targets) + len(excluded) == len(subjects) == 230
-    assert set(excluded.values()) == {"no DWI run"}
+
+    def near_1000(path: str) -> bool:
+        b0, shells = find_shells(real[path])
+        best = choose_shell(shells)
+        return bool(b0) and best is not None and abs(best.b - 1000) <= 100
+
+    # Subjects without a b~1000 shell in any session are left out with the reason,
+    # the others are segmented from their earliest session that has one.
+    far = {sub: r for sub, r in excluded.items() if r != "no DWI run"}
+    for sub, reason in far.items():
+        assert "outside 1000 +/- 100" in reason, reason
+        assert not any(near_1000(p) for p in real if p.startswith(f"sub-{sub}/")), sub
+    assert len(far) <= 10
+    allowed = plan_segmentation(
+        manifest, subjects, "earliest", _ListedFacts(manifest, real), allow_any_shell=True
+    )
+    assert set(allowed["excluded"].values()) == {"no DWI run"}
+    assert set(allowed["targets"]) == set(targets) | set(far)
     for sub, t in targets.items():
         ses_runs = [p for p in real if p.startswith(f"sub-{sub}/ses-{t['session']}/")]
         has_1000 = any(
@@ -127,9 +144,10 @@ def test_every_real_arc_run_and_session_gets_a_sensible_choice() -> None:
             len(s.volumes) for p in ses_runs for s in find_shells(real[p])[1] if s.b == t["shell"]
         )
         assert t["n_b0"] == len(find_shells(chosen)[0]) >= 1
-        # The earliest session with DWI (natural order).
+        # The earliest session with b~1000 DWI (natural order).
         dwi_sessions = sorted(
-            {p.split("/")[1][4:] for p in real if p.startswith(f"sub-{sub}/")}, key=int
+            {p.split("/")[1][4:] for p in real if p.startswith(f"sub-{sub}/") and near_1000(p)},
+            key=int,
         )
         assert t["session"] == dwi_sessions[0]
         expert = t["expert_mask"]
@@ -202,11 +220,13 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def _plan(root: Path, out: Path, choice: Any = "earliest") -> tuple[dict[str, Any], FactCache]:
+def _plan(
+    root: Path, out: Path, choice: Any = "earliest", allow_any_shell: bool = False
+) -> tuple[dict[str, Any], FactCache]:
     manifest, _ = load_index(root, out / "manifest.parquet")
     subjects = sorted({s for s, _ in manifest.shard_keys()})
     facts = FactCache(manifest, out / "dwi_facts.json")
-    plan = plan_segmentation(manifest, subjects, choice, facts)
+    plan = plan_segmentation(manifest, subjects, choice, facts, allow_any_shell=allow_any_shell)
     facts.save()
     return plan, facts
 
@@ -269,7 +289,14 @@ def test_unreadable_image_excludes_the_subject(tmp_path: Path) -> None:
     root = _tree(tmp_path / "bids")
     (root / "sub-C/ses-1/dwi/sub-C_ses-1_run-2_dwi.nii.gz").write_bytes(b"\x1f\x8bnot gzip")
     plan, _ = _plan(root, tmp_path / "idx")
-    # run-2 is unreadable, so the 2000-only run-1 is used and the reason recorded.
+    # run-2 is unreadable and the 2000-only run-1 is outside 1000 +/- 100: ses-3 is used.
+    assert plan["targets"]["C"]["shell"] == 1000 and plan["targets"]["C"]["session"] == "3"
+    assert plan["targets"]["C"]["notes"] == [
+        "ses-1: run-1_dwi: nearest shell b=2000 is outside 1000 +/- 100 s/mm^2, the b-value "
+        "DeepISLES was trained on (segment.allow_any_shell: true uses it)"
+    ]
+    # Allowed by the config: the 2000-only run-1 is used and the reason recorded.
+    plan, _ = _plan(root, tmp_path / "idx2", allow_any_shell=True)
     assert plan["targets"]["C"]["shell"] == 2000
     assert (
         "not a readable gzip stream"

@@ -112,10 +112,12 @@ def _cmd_segment_prepare(args: argparse.Namespace) -> int:
         )
     else:
         log.info(
-            "session '%s': trace %s, ADC %s (scale %g); FLAIR %s",
+            "session '%s': trace %s, ADC %s (in %s, brain median %g; x%g to mm^2/s); FLAIR %s",
             info["session"],
             info["dwi"],
             info["adc"],
+            info["adc_unit"],
+            info["adc_brain_median"],
             info["adc_scale"],
             info["flair"] or "none",
         )

@@ -325,9 +325,11 @@ def _segmentation_plan(
                 manifest.signature,
                 subjects,
                 config["segment"]["session"],
-                hashlib.sha256(
-                    (Path(__file__).parent / "segment" / "plan.py").read_bytes()
-                ).hexdigest(),
+                config["segment"]["allow_any_shell"],
+                *(
+                    hashlib.sha256((Path(__file__).parent / code).read_bytes()).hexdigest()
+                    for code in ("segment/plan.py", "index/companions.py")
+                ),
             ]
         ).encode()
     ).hexdigest()
@@ -338,7 +340,13 @@ def _segmentation_plan(
     from bids2hub.segment import plan as dwi  # numpy, nibabel: only when planning
 
     facts = dwi.FactCache(manifest, index / "dwi_facts.json")
-    plan = dwi.plan_segmentation(manifest, subjects, config["segment"]["session"], facts)
+    plan = dwi.plan_segmentation(
+        manifest,
+        subjects,
+        config["segment"]["session"],
+        facts,
+        allow_any_shell=config["segment"]["allow_any_shell"],
+    )
     facts.save()
     write_if_changed(plan_path, dwi.plan_json(plan))
     write_if_changed(key_path, key + "\n")

@@ -210,6 +210,12 @@ class Manifest:
         assert self._top is not None
         return self._top.get(name)
 
+    def top_files(self) -> list[FileRecord]:
+        """Every file at the dataset root (``participants.tsv``, ``dwi.bval``...), by path."""
+        self._group()
+        assert self._top is not None
+        return [self._top[p] for p in sorted(self._top)]
+
     def absolute(self, rec: FileRecord) -> Path:
         """Absolute path of a record."""
         return self.root / rec.path

@@ -30,6 +30,7 @@ import numpy as np
 from bids2hub.errors import BidsError, ConfigError, NiftiError
 from bids2hub.fsutil import write_if_changed
 from bids2hub.index.bidsname import natural_key
+from bids2hub.index.companions import find_companion
 from bids2hub.index.manifest import FileRecord, Manifest
 
 #: b-values at or below this are b0 (ARC writes b0 as 5).
@@ -41,7 +42,7 @@ TARGET_TOLERANCE = 100.0
 #: Consecutive sorted b-values further apart than this start a new shell.
 _SHELL_GAP = 100.0
 FACTS_VERSION = 1
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 
 # ----------------------------------------------------------------- b-values
@@ -195,6 +196,15 @@ class FactCache:
         """``{"n": directions}`` or ``{"error": ...}``."""
         return self._get(rec, lambda p: {"n": bvec_count(p.read_text(encoding="utf-8"), rec.path)})
 
+    def image_type(self, rec: FileRecord) -> tuple[str, ...]:
+        """The DICOM ``ImageType`` of an image's JSON sidecar (by BIDS inheritance), upper case;
+        empty without a sidecar, the key, or when the sidecar is not JSON."""
+        sidecar = find_companion(self.manifest, rec, ".json")
+        if sidecar is None:
+            return ()
+        value = self._get(sidecar, lambda p: {"image_type": _read_image_type(p)})
+        return tuple(value.get("image_type") or ())
+
     def save(self) -> bool:
         """Write the facts used by this parse (drops stale entries); True when rewritten."""
         if self.path is None:
@@ -205,6 +215,17 @@ class FactCache:
             separators=(",", ":"),
         )
         return write_if_changed(self.path, text + "\n")
+
+
+def _read_image_type(path: Path) -> list[str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return []
+    value = data.get("ImageType") if isinstance(data, dict) else None
+    if isinstance(value, str):
+        value = value.split("\\")
+    return [str(v).upper() for v in value] if isinstance(value, list) else []
 
 
 def _header_shape(path: Path, name: str) -> tuple[int, ...]:
@@ -227,51 +248,88 @@ def _run_label(rec: FileRecord) -> str:
     return re.sub(r"^sub-[^_]+_(ses-[^_]+_)?", "", stem)
 
 
-def is_adc_image(rec: FileRecord) -> bool:
-    """An ADC map provided by the dataset (``_adc``, ``_ADC``, ``desc-ADC``, ``acq-ADC``)."""
+def is_adc_image(rec: FileRecord, image_type: Sequence[str] = ()) -> bool:
+    """An ADC map provided by the dataset.
+
+    By name (``rec-ADC`` as in SOOP, ``_adc``, ``_ADC``, ``desc-ADC``, ``acq-ADC``)
+    or by the sidecar's DICOM ``ImageType`` (``ADC``; 36 of SOOP's rec-ADC
+    sidecars do not say it, hence the name counts too).
+    """
     return rec.is_image and (
         rec.suffix.lower() == "adc"
+        or rec.entity("rec").lower() == "adc"
         or rec.entity("desc").lower() == "adc"
         or rec.entity("acq").lower() == "adc"
+        or "ADC" in image_type
     )
 
 
-def is_trace_name(rec: FileRecord) -> bool:
-    """A trace-weighted DWI by name (``_trace``, ``_TRACEW``, ``acq-trace``, ``desc-trace``)."""
+def is_trace_name(rec: FileRecord, image_type: Sequence[str] = ()) -> bool:
+    """A trace-weighted DWI: ``rec-TRACE`` (SOOP), ``_trace``, ``_TRACEW``, ``acq-trace``,
+    ``desc-trace``, or a sidecar ``ImageType`` with ``TRACEW`` (Siemens)."""
     return rec.is_image and (
         rec.suffix.lower() in ("trace", "tracew")
+        or "trace" in rec.entity("rec").lower()
         or "trace" in rec.entity("acq").lower()
         or "trace" in rec.entity("desc").lower()
+        or "TRACEW" in image_type
     )
 
 
 def find_precomputed(
-    records: Sequence[FileRecord], volumes: Callable[[FileRecord], int | None]
-) -> tuple[FileRecord, FileRecord] | None:
-    """Trace and ADC images that a session already has, or None.
+    records: Sequence[FileRecord],
+    volumes: Callable[[FileRecord], int | None],
+    image_type: Callable[[FileRecord], Sequence[str]] = lambda rec: (),
+    has_bval: Callable[[FileRecord], bool] | None = None,
+) -> tuple[FileRecord, FileRecord, dict[str, str]] | None:
+    """Trace and ADC images that a session already has, and how each was recognised, or None.
 
     The one place that knows how datasets name them. ADC: :func:`is_adc_image`.
     Trace: :func:`is_trace_name`, or a 3D ``_dwi`` image without a ``.bval``
     (acute-stroke datasets such as ISLES'22 ship the scanner's trace as
     ``_dwi`` next to an ``_adc``). Both must be in the same scope (raw or one
-    derivatives pipeline); raw wins.
+    derivatives pipeline); raw wins. ``image_type`` gives a record's sidecar
+    ``ImageType``; ``has_bval`` whether a ``.bval`` applies to it (default:
+    one beside it).
     """
+    names = {r.path for r in records}
+    if has_bval is None:
+
+        def has_bval(rec: FileRecord) -> bool:
+            return _companion(rec, ".bval") in names
+
     for scope in sorted({r.scope for r in records}, key=lambda s: (s != "raw", s)):
         inscope = [r for r in records if r.scope == scope and r.is_image]
-        adcs = sorted((r for r in inscope if is_adc_image(r)), key=lambda r: natural_key(r.name))
+        adcs = sorted(
+            (r for r in inscope if is_adc_image(r, image_type(r))),
+            key=lambda r: natural_key(r.name),
+        )
         if not adcs:
             continue
-        names = {r.path for r in records}
-        traces = []
+        traces: list[tuple[FileRecord, str]] = []
         for r in inscope:
-            if is_adc_image(r):
+            if is_adc_image(r, image_type(r)):
                 continue
-            bare_3d = r.suffix == "dwi" and _companion(r, ".bval") not in names and volumes(r) == 1
-            if is_trace_name(r) or bare_3d:
-                traces.append(r)
+            if is_trace_name(r, image_type(r)):
+                traces.append((r, _recognised(r, image_type(r), "trace")))
+            elif r.suffix == "dwi" and volumes(r) == 1 and not has_bval(r):
+                traces.append((r, "a 3D _dwi image without .bval"))
         if traces:
-            return sorted(traces, key=lambda r: natural_key(r.name))[0], adcs[0]
+            trace, why = sorted(traces, key=lambda t: natural_key(t[0].name))[0]
+            adc = adcs[0]
+            return trace, adc, {"dwi": why, "adc": _recognised(adc, image_type(adc), "adc")}
     return None
+
+
+def _recognised(rec: FileRecord, image_type: Sequence[str], kind: str) -> str:
+    """How :func:`is_adc_image` / :func:`is_trace_name` recognised ``rec`` (for the plan)."""
+    for key in ("rec", "acq", "desc"):
+        value = rec.entity(key)
+        if value and kind in value.lower():
+            return f"{key}-{value}"
+    if rec.suffix.lower() in (("adc",) if kind == "adc" else ("trace", "tracew")):
+        return f"suffix _{rec.suffix}"
+    return f"sidecar ImageType {'/'.join(image_type)}"
 
 
 def _companion(rec: FileRecord, ext: str) -> str:
@@ -287,6 +345,8 @@ class RunVerdict:
     shell: Shell | None = None
     n_b0: int = 0
     n_volumes: int = 0
+    bval: str | None = None
+    bvec: str | None = None
 
     def rank(self) -> tuple[object, ...]:
         assert self.shell is not None
@@ -295,11 +355,12 @@ class RunVerdict:
         return (not near, distance, -len(self.shell.volumes), natural_key(self.rec.name))
 
 
-def judge_run(rec: FileRecord, names: dict[str, FileRecord], facts: FactCache) -> RunVerdict:
-    """Check one multi-volume DWI run: image volumes, bval/bvec, b0 and shells."""
+def judge_run(rec: FileRecord, facts: FactCache) -> RunVerdict:
+    """Check one multi-volume DWI run: image volumes, bval/bvec (by BIDS inheritance),
+    b0 and shells."""
     label = _run_label(rec)
-    bval = names.get(_companion(rec, ".bval"))
-    bvec = names.get(_companion(rec, ".bvec"))
+    bval = find_companion(facts.manifest, rec, ".bval")
+    bvec = find_companion(facts.manifest, rec, ".bvec")
     if bval is None or bvec is None:
         missing = ".bval" if bval is None else ".bvec"
         return RunVerdict(rec, f"{label} has no {missing}")
@@ -328,7 +389,7 @@ def judge_run(rec: FileRecord, names: dict[str, FileRecord], facts: FactCache) -
         return RunVerdict(rec, f"{label} is b0-only", n_b0=len(b0), n_volumes=n_vol)
     if not b0:
         return RunVerdict(rec, f"{label} has no b0 volume (b <= {B0_MAX:g})", n_volumes=n_vol)
-    return RunVerdict(rec, None, choose_shell(shells), len(b0), n_vol)
+    return RunVerdict(rec, None, choose_shell(shells), len(b0), n_vol, bval.path, bvec.path)
 
 
 def _in_session(ses: str, reason: str) -> str:
@@ -336,11 +397,10 @@ def _in_session(ses: str, reason: str) -> str:
 
 
 def _judge_session(
-    manifest: Manifest, sub: str, ses: str, facts: FactCache
+    manifest: Manifest, sub: str, ses: str, facts: FactCache, allow_any_shell: bool = False
 ) -> tuple[dict[str, Any] | None, str]:
     """Target of one session, or None and the reason."""
     records = manifest.files_for(sub, ses)
-    names = {r.path: r for r in records}
     raw_dwi = [
         r
         for r in records
@@ -355,9 +415,14 @@ def _judge_session(
         return shape[3] if len(shape) > 3 else 1
 
     target: dict[str, Any] | None = None
-    pre = find_precomputed([r for r in records if r.datatype == "dwi"], n_volumes)
+    pre = find_precomputed(
+        [r for r in records if r.datatype == "dwi"],
+        n_volumes,
+        facts.image_type,
+        lambda r: find_companion(manifest, r, ".bval") is not None,
+    )
     if pre is not None:
-        trace, adc = pre
+        trace, adc, why = pre
         target = {
             "mode": "precomputed",
             "dwi": trace.path,
@@ -367,18 +432,30 @@ def _judge_session(
             "shell": None,
             "n_b0": None,
             "n_shell": None,
+            "recognised": why,
             "skipped": {},
         }
     else:
-        multi = [r for r in raw_dwi if not is_trace_name(r) and not is_adc_image(r)]
+        multi = [
+            r
+            for r in raw_dwi
+            if not is_trace_name(r, facts.image_type(r))
+            and not is_adc_image(r, facts.image_type(r))
+        ]
         if not multi:
             return None, "no DWI run"
-        verdicts = [judge_run(r, names, facts) for r in multi]
+        verdicts = [judge_run(r, facts) for r in multi]
         usable = sorted((v for v in verdicts if v.reason is None), key=RunVerdict.rank)
         if not usable:
             return None, "; ".join(str(v.reason) for v in verdicts)
         best = usable[0]
         assert best.shell is not None
+        if abs(best.shell.b - TARGET_B) > TARGET_TOLERANCE and not allow_any_shell:
+            return None, (
+                f"{_run_label(best.rec)}: nearest shell b={best.shell.b:g} is outside "
+                f"{TARGET_B:g} +/- {TARGET_TOLERANCE:g} s/mm^2, the b-value DeepISLES was "
+                "trained on (segment.allow_any_shell: true uses it)"
+            )
         skipped = {v.rec.name: str(v.reason) for v in verdicts if v.reason is not None}
         for v in usable[1:]:  # usable, but ranked lower: say why it was not chosen
             assert v.shell is not None
@@ -389,8 +466,8 @@ def _judge_session(
             "mode": "raw",
             "dwi": best.rec.path,
             "adc": None,
-            "bval": _companion(best.rec, ".bval"),
-            "bvec": _companion(best.rec, ".bvec"),
+            "bval": best.bval,
+            "bvec": best.bvec,
             "shell": best.shell.b,
             "n_b0": best.n_b0,
             "n_shell": len(best.shell.volumes),
@@ -458,6 +535,7 @@ def plan_segmentation(
     subjects: Sequence[str],
     session_choice: str | dict[str, str] = "earliest",
     facts: FactCache | None = None,
+    allow_any_shell: bool = False,
 ) -> dict[str, Any]:
     """Decide, per subject, what to segment (interface 1 of the workflow).
 
@@ -472,6 +550,9 @@ def plan_segmentation(
         ``latest``, or a mapping subject -> session (other subjects: earliest).
     facts
         Cache of per-file facts (a fresh one reads every file it needs).
+    allow_any_shell
+        Segment from the shell nearest b=1000 even when it is outside 1000 +/- 100
+        (otherwise such a subject is excluded, with the reason).
 
     Returns
     -------
@@ -496,7 +577,7 @@ def plan_segmentation(
             forced = False
         reasons: list[str] = []
         for ses in candidates:
-            target, reason = _judge_session(manifest, sub, ses, facts)
+            target, reason = _judge_session(manifest, sub, ses, facts, allow_any_shell)
             if target is not None:
                 if reasons:
                     target["notes"] = reasons

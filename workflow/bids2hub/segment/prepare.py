@@ -19,6 +19,14 @@ from bids2hub.segment.plan import Shell, find_shells, parse_bvals
 
 #: ADC values are clipped to [0, ADC_MAX] mm^2/s (free water is ~3e-3 at 37 C).
 ADC_MAX = 0.005
+#: Units ADC maps come in, and the factor to mm^2/s. SOOP (OpenNeuro ds004889) has
+#: all three after the NIfTI scaling dcm2niix wrote (the Philips RWV slope).
+ADC_UNITS = {"mm2/s": 1.0, "1e-3 mm2/s": 1e-3, "1e-6 mm2/s": 1e-6}
+#: The brain's median ADC is ~0.7-1.0e-3 mm^2/s (CSF ~3e-3, infarct ~0.4e-3): a
+#: median below 0.05 is mm^2/s, below 50 is 1e-3 mm^2/s, above is 1e-6 mm^2/s.
+_UNIT_EDGES = ((0.05, "mm2/s"), (50.0, "1e-3 mm2/s"))
+#: The converted median must land in this range (mm^2/s), or the unit is not one of the three.
+_PLAUSIBLE_MEDIAN = (1e-4, 4e-3)
 
 
 def read_image(path: Path, name: str, dtype: Any = None) -> tuple[Any, np.ndarray]:
@@ -83,6 +91,40 @@ def compute_trace_adc(
     return trace, adc, s0
 
 
+def infer_adc_unit(adc: np.ndarray, brain: np.ndarray, name: str) -> tuple[str, float]:
+    """The unit of an ADC map from the brain's values: (unit, median in that unit).
+
+    Parameters
+    ----------
+    adc
+        The ADC map with its NIfTI scaling applied.
+    brain
+        Where the brain is (the trace's brain mask); positive ADC values inside it count.
+    name
+        The file, for the error.
+
+    Raises
+    ------
+    BidsError
+        No positive ADC in the brain, or a median that fits none of the units.
+    """
+    values = adc[brain & (adc > 0)]
+    if values.size == 0:
+        values = adc[adc > 0]
+    if values.size == 0:
+        raise BidsError(f"{name}: the ADC map has no positive value")
+    median = float(np.median(values))
+    unit = next((u for edge, u in _UNIT_EDGES if median < edge), "1e-6 mm2/s")
+    in_mm2 = median * ADC_UNITS[unit]
+    low, high = _PLAUSIBLE_MEDIAN
+    if not low <= in_mm2 <= high:
+        raise BidsError(
+            f"{name}: the brain's median ADC is {median:g}, which is none of mm^2/s, "
+            "1e-3 mm^2/s or 1e-6 mm^2/s (expected ~0.7-1.0e-3 mm^2/s in tissue)"
+        )
+    return unit, median
+
+
 def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Write ``dwi.nii.gz`` (trace) and ``adc.nii.gz`` for one plan target.
 
@@ -120,10 +162,29 @@ def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, 
             )
         if not np.allclose(adc_img.affine, img.affine, atol=1e-3):
             raise BidsError(f"{target['adc']}: not on the grid of {target['dwi']}")
-        # Scanners store ADC in 1e-6 mm^2/s; tissue is ~1e-3 mm^2/s.
-        scale = 1e-6 if adc.any() and float(np.percentile(adc[adc > 0], 99)) > 0.1 else 1.0
+        from bids2hub.segment.run import brain_mask
+
+        # nibabel applied the header's scl_slope/scl_inter (dcm2niix: the Philips RWV slope).
+        unit, median = infer_adc_unit(adc, brain_mask(trace), target["adc"])
+        scale = ADC_UNITS[unit]
         adc = np.clip(adc * scale, 0.0, ADC_MAX)
-        info.update({"adc": target["adc"], "adc_scale": scale})
+        # nibabel moves scl_slope/scl_inter from the header to the data object on load.
+        slope, inter = (
+            getattr(adc_img.dataobj, "slope", 1.0),
+            getattr(adc_img.dataobj, "inter", 0.0),
+        )
+        info.update(
+            {
+                "adc": target["adc"],
+                "adc_unit": unit,
+                "adc_scale": scale,
+                "adc_brain_median": round(median, 9),
+                "adc_header_scaling": [
+                    None if slope is None else float(slope),
+                    None if inter is None else float(inter),
+                ],
+            }
+        )
     else:
         bvals = parse_bvals((root / target["bval"]).read_text(encoding="utf-8"), target["bval"])
         n_vol = data.shape[3] if data.ndim == 4 else 1
@@ -143,10 +204,17 @@ def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, 
                 "shell_mean_b": round(shell.mean_b, 3),
                 "shell_volumes": list(shell.volumes),
                 "b0_volumes": list(b0),
+                "adc_unit": "mm2/s",
+                "adc_scale": 1.0,
             }
         )
     _save_3d(trace, img, out_dir / "dwi.nii.gz")
     _save_3d(adc, img, out_dir / "adc.nii.gz")
+    info["adc_staged_unit"] = "mm2/s"
+    info["adc_note"] = (
+        "staged in mm^2/s (the threshold backend's unit); DeepISLES z-scores each input, "
+        "so the ADC unit needs no conversion for it"
+    )
     info["flair"] = target.get("flair")
     info["shape"] = list(trace.shape)
     return info

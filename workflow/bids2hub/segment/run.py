@@ -50,9 +50,18 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between))])
 
 
+#: Iterations of the brain mask's morphological closing.
+_CLOSING = 2
+
+
 def brain_mask(trace: np.ndarray) -> np.ndarray:
     """Brain mask of a b~1000 trace: Otsu on the signal, largest component, holes filled,
-    then one erosion (brain-edge voxels sit on the noise floor, where the ADC is biased low)."""
+    then one erosion (brain-edge voxels sit on the noise floor, where the ADC is biased low).
+
+    The closing runs on a zero-padded copy and the erosion treats outside the volume
+    as brain: real DWI often has brain in its first and last slice, which a closing
+    or an erosion at the volume's border would drop.
+    """
     from scipy import ndimage
 
     positive = trace[trace > 0]
@@ -64,9 +73,11 @@ def brain_mask(trace: np.ndarray) -> np.ndarray:
         return mask
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
     mask = labels == (int(np.argmax(sizes)) + 1)
-    mask = ndimage.binary_closing(mask, iterations=2)
+    pad = _CLOSING + 1
+    padded = ndimage.binary_closing(np.pad(mask, pad), iterations=_CLOSING)
+    mask = padded[pad:-pad, pad:-pad, pad:-pad]
     mask = ndimage.binary_fill_holes(mask)
-    return ndimage.binary_erosion(mask)
+    return ndimage.binary_erosion(mask, border_value=1)
 
 
 def threshold_lesion(

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bids2hub.errors import BidsError, NiftiError
+from bids2hub.index.companions import find_companion
 from bids2hub.index.manifest import FileRecord, Manifest, shard_id
 from bids2hub.nifti import CHUNK, gzip_stream_length, parse_header
 from bids2hub.shards.colmap import ColumnMap
@@ -194,51 +195,6 @@ def scan_nifti(path: Path, rel: str) -> dict[str, Any]:
     }
 
 
-def _name_parts(name: str) -> tuple[dict[str, str], str, str] | None:
-    """(entities, suffix, extension) of any BIDS-like name, also ``dwi.bval``."""
-    stem, dot, ext = name.partition(".")
-    if not dot:
-        return None
-    tokens = stem.split("_")
-    ents = dict(t.split("-", 1) for t in tokens[:-1] if "-" in t)
-    if len(ents) != len(tokens) - 1:
-        return None
-    return ents, tokens[-1], "." + ext
-
-
-def gradient_file(root: Path, rec: FileRecord, extension: str) -> Path | None:
-    """The ``.bval``/``.bvec`` of a DWI image: next to it, or inherited from a parent folder.
-
-    By the BIDS inheritance principle a file higher up (``dwi.bval`` at the root,
-    ``sub-1_dwi.bval`` in the subject folder) applies when its entities are a
-    subset of the image's; the nearest folder wins.
-    """
-    image = root / rec.path
-    beside = image.with_name(rec.name[: -len(rec.extension)] + extension)
-    if beside.is_file():
-        return beside
-    ents = json.loads(rec.entities)
-    folder = image.parent
-    while True:
-        best: Path | None = None
-        best_n = -1
-        try:
-            entries = sorted(p for p in folder.iterdir() if p.name.endswith(extension))
-        except OSError:
-            entries = []
-        for cand in entries:
-            parts = _name_parts(cand.name)
-            if parts is None or parts[1] != rec.suffix or parts[2] != extension:
-                continue
-            if all(ents.get(k) == v for k, v in parts[0].items()) and len(parts[0]) > best_n:
-                best, best_n = cand, len(parts[0])
-        if best is not None:
-            return best
-        if folder == root or root not in folder.parents:
-            return None
-        folder = folder.parent
-
-
 def _rel(root: Path, path: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
@@ -246,12 +202,18 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-def check_gradients(root: Path, rec: FileRecord, shape: list[int]) -> list[dict[str, Any]]:
-    """Failures when a DWI image's volume count differs from its b-values or b-vectors."""
+def check_gradients(manifest: Manifest, rec: FileRecord, shape: list[int]) -> list[dict[str, Any]]:
+    """Failures when a DWI image's volume count differs from its b-values or b-vectors.
+
+    The ``.bval``/``.bvec`` are found by BIDS inheritance
+    (:func:`bids2hub.index.companions.find_companion`, as the segmentation plan does).
+    """
+    root = manifest.root
     nvol = shape[3] if len(shape) > 3 else 1
     out: list[dict[str, Any]] = []
-    bval = gradient_file(root, rec, ".bval")
-    bvec = gradient_file(root, rec, ".bvec")
+    found = {ext: find_companion(manifest, rec, ext) for ext in (".bval", ".bvec")}
+    bval = manifest.absolute(found[".bval"]) if found[".bval"] else None
+    bvec = manifest.absolute(found[".bvec"]) if found[".bvec"] else None
     if bval is None:
         out.append(finding("dwi_gradients", rec.path, f"{rec.path}: no .bval file"))
     else:
@@ -420,7 +382,6 @@ def check_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> di
         DWI images, masks, JSON and TSV files were checked); ``failures`` and
         ``warnings`` (lists of ``{check, file, message}``).
     """
-    root = manifest.root
     files: dict[str, dict[str, Any]] = {}
     failures: list[dict[str, Any]] = []
     warnings: list[dict[str, Any]] = []
@@ -458,7 +419,7 @@ def check_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> di
             continue  # unreadable: already a failure
         if rec.scope == "raw" and rec.suffix == "dwi":
             checked["dwi"] += 1
-            failures.extend(check_gradients(root, rec, info["shape"]))
+            failures.extend(check_gradients(manifest, rec, info["shape"]))
         elif _is_mask(rec):
             checked["masks"] += 1
             for item in check_mask_grid(manifest, rec):
