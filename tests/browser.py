@@ -12,10 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import struct
 import subprocess
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,45 +202,17 @@ def render_page(
 
 
 def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
-    """Width, height and the pixels (raw bytes each) of an 8-bit RGB or RGBA PNG."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    pos, idat, header = 8, b"", None
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    assert header is not None
-    width, height, depth, colour = header[:4]
-    assert depth == 8 and colour in (2, 6), f"{path}: unsupported PNG ({depth}-bit, type {colour})"
-    bpp = 3 if colour == 2 else 4
-    raw = zlib.decompress(idat)
-    stride = width * bpp
-    rows: list[bytearray] = []
-    prev = bytearray(stride)
-    for y in range(height):
-        f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 0xFF
-            elif f == 2:
-                line[i] = (line[i] + b) & 0xFF
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 0xFF
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-        rows.append(line)
-        prev = line
-    pixels = [bytes(r[x * bpp : (x + 1) * bpp]) for r in rows for x in range(width)]
+    """Width, height and the pixels (raw bytes each: RGB or RGBA, as stored) of a PNG."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.format == "PNG", f"{path} is not a PNG"
+        if img.mode not in ("RGB", "RGBA"):
+            img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+        bpp = len(img.getbands())
+        raw = img.tobytes()
+        width, height = img.size
+    pixels = [raw[i : i + bpp] for i in range(0, len(raw), bpp)]
     return width, height, pixels
 
 
