@@ -238,3 +238,99 @@ def test_forbidden_namespace_and_another_branch(hub_server, tmp_path: Path) -> N
     assert set(hub_server.files(REPO, revision="v1")) > {"README.md"}
     assert set(hub_server.files(REPO)) == {".gitattributes"}  # main untouched
     assert os.environ["HF_TOKEN"] not in json.dumps(res.receipt)
+
+
+def test_push_options_defaults_are_the_schemas_only() -> None:
+    import ast
+    import dataclasses
+
+    import bids2hub.hub.push as push
+    from bids2hub.config import schema_defaults, validate_config
+    from bids2hub.errors import ConfigError
+
+    # Each option with a config key defaults to that key's schema default ...
+    options = PushOptions(repo_id=REPO)
+    keyed = [f for f in dataclasses.fields(PushOptions) if "config" in f.metadata]
+    assert {f.name for f in keyed} >= {"revision", "max_files_per_commit", "max_attempts"}
+    for f in keyed[1:]:  # all but repo_id, which has no default
+        assert getattr(options, f.name) == schema_defaults("hub", *f.metadata["config"])
+    # ... and so does an option read from a validated config.
+    hub = validate_config({"bids_dir": "bids", "hub": {"repo_id": REPO}})["hub"]
+    assert PushOptions.from_config(hub) == options
+    changed = validate_config(
+        {"bids_dir": "bids", "hub": {"repo_id": REPO, "retry": {"max_attempts": 9}}}
+    )["hub"]
+    assert PushOptions.from_config(changed).max_attempts == 9
+    # A section that skipped validation is an error, not a second set of defaults.
+    with pytest.raises(ConfigError) as err:
+        PushOptions.from_config({"repo_id": REPO, "retry": {}})
+    assert str(err.value) == (
+        "config key 'hub.revision' is missing from the push options "
+        "(pass the hub section of the validated config)"
+    )
+    # No literal in the module repeats a default: no `.get(key, default)`, no literal
+    # default on an option.
+    tree = ast.parse(Path(push.__file__).read_text())
+    gets = [
+        ast.unparse(n)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "get"
+        and len(n.args) > 1
+        and isinstance(n.args[1], ast.Constant)
+        and not (isinstance(n.args[1].value, str) and n.args[1].value == "")
+    ]
+    assert gets == []
+    [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PushOptions"]
+    literal = [
+        n.target.id
+        for n in cls.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.value, ast.Constant)
+    ]
+    assert literal == []
+
+
+def test_plan_push_uploads_what_differs_and_deletes_only_when_asked(
+    hub_server, tmp_path: Path
+) -> None:
+    from bids2hub.hub.push import connect, list_remote, plan_push
+
+    hub = _folder(tmp_path, 3)
+    push_folder(hub, _options())
+    api = connect()
+    remote = list_remote(api, _options())
+    (hub / "data/sub-2/sub-2_ses-1.parquet").unlink()
+    # Only a deletion to make: kept, or one commit with no upload.
+    keeping = plan_push(list_local(hub), remote, _options())
+    assert keeping.changed == [] and keeping.batches == [] and keeping.to_delete == []
+    assert keeping.stale == ["data/sub-2/sub-2_ses-1.parquet"]
+    deleting = plan_push(list_local(hub), remote, _options(delete_remote=True))
+    assert deleting.changed == [] and deleting.batches == [[]]
+    assert deleting.to_delete == ["data/sub-2/sub-2_ses-1.parquet"]
+    # Changed bytes of an LFS file and of a regular (git blob) file are both found.
+    (hub / "data/sub-0/sub-0_ses-1.parquet").write_bytes(b"PAR1 changed PAR1")
+    (hub / "derivatives/dataset_description.json").write_text('{"Name": "y"}\n')
+    plan = plan_push(list_local(hub), remote, _options(max_files_per_commit=1))
+    assert [f.path for f in plan.changed] == [
+        "data/sub-0/sub-0_ses-1.parquet",
+        "derivatives/dataset_description.json",
+    ]
+    assert [[f.path for f in b] for b in plan.batches] == [[f.path] for f in plan.changed]
+    assert {remote[f.path].sha256 is None for f in plan.changed} == {True, False}
+
+
+def test_verify_remote_names_the_files_that_differ(hub_server, tmp_path: Path) -> None:
+    from bids2hub.hub.push import connect, verify_remote
+
+    hub = _folder(tmp_path, 2)
+    push_folder(hub, _options())
+    api = connect()
+    assert set(verify_remote(api, list_local(hub), _options())) == set(hub_server.files(REPO))
+    (hub / "data/sub-1/sub-1_ses-1.parquet").write_bytes(b"PAR1 not pushed PAR1")
+    with pytest.raises(HubError) as err:
+        verify_remote(api, list_local(hub), _options())
+    assert str(err.value) == (
+        f"verification of {REPO}@main failed: 1 file(s) differ from the local ones and 0 "
+        "should have been deleted (e.g. data/sub-1/sub-1_ses-1.parquet); rerun the push"
+    )

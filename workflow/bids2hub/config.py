@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,30 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     if out.get("subjects"):
         out["subjects"] = [s.removeprefix("sub-") for s in out["subjects"]]
     return out
+
+
+def schema_defaults(*keys: str) -> Any:
+    """What the validated config holds at ``keys`` (e.g. ``"paper", "phenotype"``) when the
+    user sets nothing there: the schema's defaults, the one source of them."""
+    return with_defaults({}, *keys)
+
+
+def with_defaults(config: dict[str, Any], *keys: str) -> Any:
+    """``config[keys...]`` with the schema's defaults filled in where it sets nothing (a copy).
+
+    For callers given a partial config (a library user, a test); the workflow's config
+    is validated once with every default filled (:func:`validate_config`).
+    """
+    node: Any = copy.deepcopy(config)
+    _apply_defaults(node, _schema())
+    for key in keys:
+        node = node[key]
+    return node
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return load_schema()
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:

@@ -42,11 +42,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bids2hub import __version__
+from bids2hub.config import schema_defaults
 from bids2hub.errors import ConfigError, HubError
 from bids2hub.fsutil import atomic_path, cached_sha256, stat_key
 
@@ -60,40 +62,65 @@ CARD_NAME = "README.md"
 _CHUNK = 4 << 20
 
 
+#: Message of every commit (numbered ``(i/n)`` per batch).
+COMMIT_MESSAGE = "Upload with bids2hub"
+
+
+def _hub_key(*key: str) -> Any:
+    """A field read from the config key ``hub.<key>``, whose default is the schema's."""
+    return field(default_factory=partial(schema_defaults, "hub", *key), metadata={"config": key})
+
+
 @dataclass(frozen=True)
 class PushOptions:
-    """What and how to push (the ``hub`` section of the config)."""
+    """What and how to push (the ``hub`` section of the config).
 
-    repo_id: str
-    revision: str = "main"
-    private: bool = True
-    max_files_per_commit: int = 100
-    max_bytes_per_commit: int = 20_000_000_000
-    delete_remote: bool = False
-    max_attempts: int = 5
-    backoff_s: float = 2.0
-    max_backoff_s: float = 60.0
-    max_retry_after_s: float = 600.0
-    commit_message: str = "Upload with bids2hub"
+    Every option but ``repo_id`` defaults to the schema's default of its config key
+    (``workflow/schemas/config.schema.yaml``), the one place defaults are written.
+    """
+
+    repo_id: str = field(metadata={"config": ("repo_id",)})
+    revision: str = _hub_key("revision")
+    private: bool = _hub_key("private")
+    max_files_per_commit: int = _hub_key("max_files_per_commit")
+    max_bytes_per_commit: int = _hub_key("max_bytes_per_commit")
+    delete_remote: bool = _hub_key("delete_remote")
+    max_attempts: int = _hub_key("retry", "max_attempts")
+    backoff_s: float = _hub_key("retry", "backoff_s")
+    max_backoff_s: float = _hub_key("retry", "max_backoff_s")
+    max_retry_after_s: float = _hub_key("retry", "max_retry_after_s")
+    commit_message: str = COMMIT_MESSAGE
 
     @classmethod
     def from_config(cls, hub: dict[str, Any]) -> PushOptions:
-        """Options from the validated ``hub`` config section."""
+        """Options from the validated ``hub`` config section (defaults filled in).
+
+        Raises
+        ------
+        HubError
+            ``hub.repo_id`` is not set.
+        ConfigError
+            A key is missing: ``hub`` did not come through config validation.
+        """
         if not hub.get("repo_id"):
             raise HubError("config key 'hub.repo_id' is required when 'hub.push' is true")
-        retry = hub.get("retry", {})
-        return cls(
-            repo_id=hub["repo_id"],
-            revision=hub.get("revision", "main"),
-            private=hub.get("private", True),
-            max_files_per_commit=hub.get("max_files_per_commit", 100),
-            max_bytes_per_commit=hub.get("max_bytes_per_commit", 20_000_000_000),
-            delete_remote=hub.get("delete_remote", False),
-            max_attempts=retry.get("max_attempts", 5),
-            backoff_s=retry.get("backoff_s", 2.0),
-            max_backoff_s=retry.get("max_backoff_s", 60.0),
-            max_retry_after_s=retry.get("max_retry_after_s", 600.0),
-        )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f.metadata.get("config")
+            if key is None:
+                continue
+            node: Any = hub
+            try:
+                for part in key:
+                    node = node[part]
+            except (KeyError, TypeError):
+                name = ".".join(("hub", *key))
+                raise ConfigError(
+                    f"config key '{name}' is missing from the push options "
+                    "(pass the hub section of the validated config)"
+                ) from None
+            values[f.name] = node
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -390,6 +417,283 @@ class PushResult:
     commits: list[str]
 
 
+@dataclass(frozen=True)
+class PushPlan:
+    """What a push has to do: the local files, what differs remotely, the commits to make."""
+
+    local: dict[str, LocalFile]
+    changed: list[LocalFile]  # local files the remote does not hold byte for byte
+    stale: list[str]  # remote files absent locally (deleted only with delete_remote)
+    to_delete: list[str]
+    batches: list[list[LocalFile]]  # one commit each; the deletions go in the last
+
+
+def connect(token: str | None = None, endpoint: str | None = None) -> Any:
+    """An ``HfApi`` client with the token, which :func:`redact` hides from then on.
+
+    Raises
+    ------
+    HubError
+        No token (neither ``token``, ``HF_TOKEN`` nor a cached login).
+    """
+    from huggingface_hub import HfApi, get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError(
+            "no Hugging Face token: set HF_TOKEN (a write token) or run 'hf auth login' "
+            "on the machine that pushes"
+        )
+    _SECRETS.values.append(token)
+    return HfApi(
+        endpoint=endpoint, token=token, library_name="bids2hub", library_version=__version__
+    )
+
+
+def hash_local(folder: Path, hash_cache: Path | None = None) -> dict[str, LocalFile]:
+    """The files to push with their sha256 (see :func:`list_local`), the hash cache updated.
+
+    Raises
+    ------
+    HubError
+        ``folder`` is missing or holds no file to push.
+    """
+    if not folder.is_dir():
+        raise HubError(f"{folder}: nothing to push (folder missing)")
+    cache = _read_json(hash_cache).get("files", {})
+    local = list_local(folder, cache)
+    if not local:
+        raise HubError(f"{folder}: nothing to push (no files)")
+    if hash_cache is not None:
+        _write_json(
+            hash_cache,
+            {
+                "files": {
+                    p: {"stat": list(f.stat_key), "sha256": f.sha256} for p, f in local.items()
+                }
+            },
+        )
+    return local
+
+
+def ensure_repo(
+    api: Any, options: PushOptions, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Create the dataset repository (private as configured) and the branch, if missing."""
+    repo, rev = options.repo_id, options.revision
+    with_retries(
+        f"creating dataset repository {repo}",
+        lambda _a: api.create_repo(
+            repo, repo_type="dataset", private=options.private, exist_ok=True
+        ),
+        options,
+        sleep,
+    )
+    if rev != "main":
+        with_retries(
+            f"creating branch {rev} of {repo}",
+            lambda _a: api.create_branch(repo, branch=rev, repo_type="dataset", exist_ok=True),
+            options,
+            sleep,
+        )
+
+
+def remote_head(api: Any, options: PushOptions, sleep: Callable[[float], None] = time.sleep) -> str:
+    """The commit id the remote revision points at."""
+    return with_retries(
+        f"reading {options.repo_id}@{options.revision}",
+        lambda _a: api.dataset_info(options.repo_id, revision=options.revision).sha,
+        options,
+        sleep,
+    )
+
+
+def plan_push(
+    local: dict[str, LocalFile], remote: dict[str, RemoteFile], options: PushOptions
+) -> PushPlan:
+    """Compare the local files with the remote ones and split the differences into commits."""
+    changed = [f for f in local.values() if not same_content(f, remote.get(f.path))]
+    stale = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
+    to_delete = stale if options.delete_remote else []
+    batches = plan_batches(changed, options.max_files_per_commit, options.max_bytes_per_commit)
+    if to_delete and not batches:
+        batches = [[]]
+    log.info(
+        "%s@%s: %d local files, %d unchanged, %d to upload (%d bytes) in %d commit(s); "
+        "%d remote file(s) not present locally (%s)",
+        options.repo_id,
+        options.revision,
+        len(local),
+        len(local) - len(changed),
+        len(changed),
+        sum(f.size for f in changed),
+        len(batches),
+        len(stale),
+        "deleted" if options.delete_remote else "kept; hub.delete_remote: true deletes them",
+    )
+    return PushPlan(local, changed, stale, to_delete, batches)
+
+
+def commit_batch(
+    api: Any,
+    options: PushOptions,
+    batch: list[LocalFile],
+    deletions: list[str],
+    number: tuple[int, int],
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """Commit one batch (uploads and deletions); the new commit id, or None if nothing was due.
+
+    A retried commit first re-lists the remote: a commit whose answer was lost may
+    have landed, and only what is still missing is committed again.
+
+    Raises
+    ------
+    HubError
+        The commit failed, or a file changed on disk while it was pushed.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    i, n = number
+
+    def commit(attempt: int) -> str | None:
+        pending, gone = batch, deletions
+        if attempt > 1:
+            now = list_remote(api, options)
+            pending = [f for f in batch if not same_content(f, now.get(f.path))]
+            gone = [p for p in deletions if p in now]
+        if not pending and not gone:
+            return None
+        ops: list[Any] = []
+        for f in pending:
+            op = CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.abs))
+            op.upload_info.sha256 = bytes.fromhex(f.sha256)  # hashed once, in hash_local
+            ops.append(op)
+        ops += [CommitOperationDelete(path_in_repo=p) for p in gone]
+        info = api.create_commit(
+            options.repo_id,
+            ops,
+            commit_message=f"{options.commit_message} ({i}/{n})",
+            commit_description=(
+                f"{len(pending)} file(s) uploaded, {len(gone)} deleted by bids2hub {__version__}"
+            ),
+            repo_type="dataset",
+            revision=options.revision,
+        )
+        return info.oid
+
+    what = f"commit {i}/{n} to {options.repo_id}@{options.revision}"
+    oid = with_retries(what, commit, options, sleep)
+    for f in batch:
+        if stat_key(f.abs) != f.stat_key:
+            raise HubError(f"{f.abs}: changed while it was being pushed; rerun the push")
+    return oid
+
+
+def commit_batches(
+    api: Any,
+    plan: PushPlan,
+    options: PushOptions,
+    partial: Path,
+    previous: list[str],
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Make the plan's commits in order, recording each in the partial receipt.
+
+    ``previous`` are the commits an interrupted earlier run recorded there; they stay
+    in the record.
+
+    Returns
+    -------
+    list of str
+        The ids of the commits this run made (a batch found already on the remote
+        makes none).
+    """
+    commits: list[str] = []
+    current = remote_head(api, options, sleep)
+    n = len(plan.batches)
+    for i, batch in enumerate(plan.batches, 1):
+        deletions = plan.to_delete if i == n else []
+        oid = commit_batch(api, options, batch, deletions, (i, n), sleep)
+        if oid and oid != current:
+            commits.append(oid)
+            current = oid
+        log.info("commit %d/%d: %d file(s) -> %s", i, n, len(batch), oid or current)
+        _write_json(
+            partial,
+            {
+                "repo_id": options.repo_id,
+                "repo_type": "dataset",
+                "revision": options.revision,
+                "complete": False,
+                "commits": [*previous, *commits],
+                "batches_done": i,
+                "batches": n,
+            },
+        )
+    return commits
+
+
+def verify_remote(
+    api: Any, local: dict[str, LocalFile], options: PushOptions
+) -> dict[str, RemoteFile]:
+    """The remote files, once each holds the local bytes (and none is left that should go).
+
+    Raises
+    ------
+    HubError
+        Some remote file differs from the local one, or one that should have been
+        deleted is still there.
+    """
+    remote = list_remote(api, options)
+    wrong = [p for p, f in local.items() if not same_content(f, remote.get(p))]
+    extra = [p for p in remote if p not in local and p not in KEEP_REMOTE]
+    if wrong or (options.delete_remote and extra):
+        bad = wrong or extra
+        raise HubError(
+            f"verification of {options.repo_id}@{options.revision} failed: {len(wrong)} "
+            f"file(s) differ from the local ones and "
+            f"{len(extra) if options.delete_remote else 0} should have been deleted "
+            f"(e.g. {', '.join(bad[:3])}); rerun the push"
+        )
+    return remote
+
+
+def receipt_data(
+    plan: PushPlan,
+    remote: dict[str, RemoteFile],
+    options: PushOptions,
+    *,
+    head: str,
+    commits: list[str],
+) -> dict[str, Any]:
+    """The receipt of a verified push (``commits``: every commit of the push, resumed ones too)."""
+    files: dict[str, dict[str, Any]] = {}
+    for p, f in plan.local.items():
+        entry: dict[str, Any] = {"sha256": f.sha256, "size": f.size}
+        if remote[p].sha256 is None:
+            entry["git_oid"] = remote[p].git_oid
+        files[p] = entry
+    return {
+        "repo_id": options.repo_id,
+        "repo_type": "dataset",
+        "revision": options.revision,
+        "head": head,
+        "complete": True,
+        "commits": commits,
+        "files": files,
+        "deleted": plan.to_delete,
+        "kept_remote": plan.stale if not options.delete_remote else [],
+        "bids2hub_version": __version__,
+    }
+
+
+def write_receipt(receipt: Path, data: dict[str, Any]) -> None:
+    """Write the receipt atomically and drop the partial one next to it."""
+    _write_json(receipt, data)
+    receipt.with_name(PARTIAL_NAME).unlink(missing_ok=True)
+
+
 def push_folder(
     folder: Path,
     options: PushOptions,
@@ -401,6 +705,10 @@ def push_folder(
     sleep: Callable[[float], None] = time.sleep,
 ) -> PushResult:
     """Push ``folder`` to ``options.repo_id`` and write the receipt after verification.
+
+    The steps: :func:`connect`, :func:`hash_local`, :func:`ensure_repo`,
+    :func:`list_remote` and :func:`plan_push`, :func:`commit_batches`,
+    :func:`verify_remote`, :func:`receipt_data` and :func:`write_receipt`.
 
     Parameters
     ----------
@@ -418,184 +726,35 @@ def push_folder(
         Hub token; default ``HF_TOKEN`` or the cached login.
     endpoint
         Hub endpoint; default ``HF_ENDPOINT`` or huggingface.co.
+    sleep
+        How to wait between retries (tests record the waits).
 
     Raises
     ------
     HubError
         One line: what failed, the HTTP status and endpoint, what to do.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
-
     folder = Path(folder)
     receipt = Path(receipt) if receipt else folder / RECEIPT_NAME
     partial = receipt.with_name(PARTIAL_NAME)
-    token = token or get_token()
-    if not token:
-        raise HubError(
-            "no Hugging Face token: set HF_TOKEN (a write token) or run 'hf auth login' "
-            "on the machine that pushes"
-        )
-    _SECRETS.values.append(token)
-    api = HfApi(
-        endpoint=endpoint, token=token, library_name="bids2hub", library_version=__version__
-    )
-    repo, rev = options.repo_id, options.revision
-
-    if not folder.is_dir():
-        raise HubError(f"{folder}: nothing to push (folder missing)")
-    cache = _read_json(hash_cache).get("files", {})
-    local = list_local(folder, cache)
-    if not local:
-        raise HubError(f"{folder}: nothing to push (no files)")
-    if hash_cache is not None:
-        _write_json(
-            hash_cache,
-            {
-                "files": {
-                    p: {"stat": list(f.stat_key), "sha256": f.sha256} for p, f in local.items()
-                }
-            },
-        )
-
-    with_retries(
-        f"creating dataset repository {repo}",
-        lambda _a: api.create_repo(
-            repo, repo_type="dataset", private=options.private, exist_ok=True
-        ),
-        options,
-        sleep,
-    )
-    if rev != "main":
-        with_retries(
-            f"creating branch {rev} of {repo}",
-            lambda _a: api.create_branch(repo, branch=rev, repo_type="dataset", exist_ok=True),
-            options,
-            sleep,
-        )
-
-    def head() -> str:
-        return with_retries(
-            f"reading {repo}@{rev}",
-            lambda _a: api.dataset_info(repo, revision=rev).sha,
-            options,
-            sleep,
-        )
-
-    remote = list_remote(api, options)
-    changed = [f for f in local.values() if not same_content(f, remote.get(f.path))]
-    stale = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
-    to_delete = stale if options.delete_remote else []
-    batches = plan_batches(changed, options.max_files_per_commit, options.max_bytes_per_commit)
-    if to_delete and not batches:
-        batches = [[]]
-    log.info(
-        "%s@%s: %d local files, %d unchanged, %d to upload (%d bytes) in %d commit(s); "
-        "%d remote file(s) not present locally (%s)",
-        repo,
-        rev,
-        len(local),
-        len(local) - len(changed),
-        len(changed),
-        sum(f.size for f in changed),
-        len(batches),
-        len(stale),
-        "deleted" if options.delete_remote else "kept; hub.delete_remote: true deletes them",
-    )
-
-    previous = _read_json(partial)
-    commits: list[str] = []
-    current = head()
-    for i, batch in enumerate(batches, 1):
-        deletions = to_delete if i == len(batches) else []
-
-        def commit(attempt: int, batch=batch, deletions=deletions, i=i) -> str | None:
-            pending = batch
-            if attempt > 1:
-                # A commit whose answer was lost may have landed: re-check the remote.
-                now = list_remote(api, options)
-                pending = [f for f in batch if not same_content(f, now.get(f.path))]
-                deletions = [p for p in deletions if p in now]
-            if not pending and not deletions:
-                return None
-            ops: list[Any] = []
-            for f in pending:
-                op = CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.abs))
-                op.upload_info.sha256 = bytes.fromhex(f.sha256)  # hashed once, above
-                ops.append(op)
-            ops += [CommitOperationDelete(path_in_repo=p) for p in deletions]
-            info = api.create_commit(
-                repo,
-                ops,
-                commit_message=f"{options.commit_message} ({i}/{len(batches)})",
-                commit_description=(
-                    f"{len(pending)} file(s) uploaded, {len(deletions)} deleted by "
-                    f"bids2hub {__version__}"
-                ),
-                repo_type="dataset",
-                revision=rev,
-            )
-            return info.oid
-
-        oid = with_retries(f"commit {i}/{len(batches)} to {repo}@{rev}", commit, options, sleep)
-        for f in batch:
-            if stat_key(f.abs) != f.stat_key:
-                raise HubError(f"{f.abs}: changed while it was being pushed; rerun the push")
-        if oid and oid != current:
-            commits.append(oid)
-            current = oid
-        log.info("commit %d/%d: %d file(s) -> %s", i, len(batches), len(batch), oid or current)
-        _write_json(
-            partial,
-            {
-                "repo_id": repo,
-                "repo_type": "dataset",
-                "revision": rev,
-                "complete": False,
-                "commits": [*previous.get("commits", []), *commits],
-                "batches_done": i,
-                "batches": len(batches),
-            },
-        )
-
-    remote = list_remote(api, options)
-    wrong = [p for p, f in local.items() if not same_content(f, remote.get(p))]
-    extra = [p for p in remote if p not in local and p not in KEEP_REMOTE]
-    if wrong or (options.delete_remote and extra):
-        bad = wrong or extra
-        raise HubError(
-            f"verification of {repo}@{rev} failed: {len(wrong)} file(s) differ from the local "
-            f"ones and {len(extra) if options.delete_remote else 0} should have been deleted "
-            f"(e.g. {', '.join(bad[:3])}); rerun the push"
-        )
-    final = head()
-    files: dict[str, dict[str, Any]] = {}
-    for p, f in local.items():
-        entry: dict[str, Any] = {"sha256": f.sha256, "size": f.size}
-        if remote[p].sha256 is None:
-            entry["git_oid"] = remote[p].git_oid
-        files[p] = entry
-    data = {
-        "repo_id": repo,
-        "repo_type": "dataset",
-        "revision": rev,
-        "head": final,
-        "complete": True,
-        "commits": [*previous.get("commits", []), *commits],
-        "files": files,
-        "deleted": to_delete,
-        "kept_remote": stale if not options.delete_remote else [],
-        "bids2hub_version": __version__,
-    }
-    _write_json(receipt, data)
-    partial.unlink(missing_ok=True)
-    uploaded = [f.path for b in batches for f in b]
+    api = connect(token, endpoint)
+    local = hash_local(folder, hash_cache)
+    ensure_repo(api, options, sleep)
+    plan = plan_push(local, list_remote(api, options), options)
+    previous = _read_json(partial).get("commits", [])
+    commits = commit_batches(api, plan, options, partial, previous, sleep)
+    remote = verify_remote(api, local, options)
+    head = remote_head(api, options, sleep)
+    data = receipt_data(plan, remote, options, head=head, commits=[*previous, *commits])
+    write_receipt(receipt, data)
+    uploaded = [f.path for b in plan.batches for f in b]
     log.info(
         "%s@%s verified: %d files, %d uploaded, %d commit(s), head %s",
-        repo,
-        rev,
+        options.repo_id,
+        options.revision,
         len(local),
         len(uploaded),
         len(commits),
-        final,
+        head,
     )
-    return PushResult(data, uploaded, to_delete, commits)
+    return PushResult(data, uploaded, plan.to_delete, commits)
