@@ -37,6 +37,7 @@ def _inputs(tmp_path: Path, *, report: bool, masks: bool):
     rep.write_text(
         json.dumps(
             {
+                "version": 1,
                 "status": "pass",
                 "validator": {"version": "2.0.0"},
                 "counts": [
@@ -136,3 +137,25 @@ def test_card_is_deterministic(tmp_path: Path) -> None:
 )
 def test_hub_license(value: str | None, expected: tuple[str, str | None]) -> None:
     assert hub_license(value) == expected
+
+
+def test_card_refuses_a_report_of_another_shape(tmp_path: Path) -> None:
+    from bids2hub.errors import ValidationError
+
+    _inputs(tmp_path, report=True, masks=False)  # writes the files
+    rep = tmp_path / "report.json"
+    data = json.loads(rep.read_text())
+    data["counts"][0].pop("found")
+    rep.write_text(json.dumps(data))
+    with pytest.raises(ValidationError) as err:
+        load_card_inputs(
+            bids_description=tmp_path / "dataset_description.json",
+            columns=tmp_path / "columns.json",
+            repo_id="org/arc",
+            n_subjects=230,
+            n_sessions=902,
+            report=rep,
+        )
+    assert str(err.value) == (
+        f"{rep}: not a validation report of this layout (counts[0].found is missing)"
+    )

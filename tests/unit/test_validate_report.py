@@ -219,3 +219,54 @@ def test_html_escapes_and_check_report_gates(checked_run, tmp_path: Path) -> Non
         ValidationError, match=rf"^validation failed: 3 hard failure\(s\), see {html_path}$"
     ):
         check_report(json_path)
+
+
+def test_report_json_of_another_version_or_shape_is_one_line_naming_it(
+    checked_run, tmp_path: Path
+) -> None:
+    from bids2hub.validate.model import load_report
+
+    manifest, cmap, out = checked_run
+    report = build_report(manifest, cmap, out, segmentation=None)
+    json_path = tmp_path / "report.json"
+    write_report(report, json_path, tmp_path / "report.html")
+    assert load_report(json_path) == report  # what is written has the shape it is read with
+
+    def broken(change) -> str:
+        data = json.loads(json_path.read_text())
+        change(data)
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(data))
+        with pytest.raises(ValidationError) as err:
+            check_report(bad)
+        msg = str(err.value)
+        assert msg.startswith(f"{bad}: ") and "\n" not in msg
+        return msg.removeprefix(f"{bad}: ")
+
+    assert broken(lambda d: d.update(version=2)) == (
+        "validation report version 2, this bids2hub reads version 1 "
+        "(rerun the validation rules to rebuild it)"
+    )
+    assert broken(lambda d: d.pop("version")).startswith("validation report version null,")
+    assert broken(lambda d: d["summary"].pop("hard_failures")) == (
+        "not a validation report of this layout (summary.hard_failures is missing)"
+    )
+    assert broken(lambda d: d.update(status="passed")) == (
+        "not a validation report of this layout "
+        "(status must be one of 'pass', 'fail', got \"passed\")"
+    )
+    assert broken(lambda d: d["counts"][1].update(found="3")) == (
+        'not a validation report of this layout (counts[1].found must be an integer, got "3")'
+    )
+    assert broken(lambda d: d["failures"].append({"check": "counts", "file": ""})) == (
+        "not a validation report of this layout (failures[0].message is missing)"
+    )
+    assert broken(lambda d: d["validator"].update(exit_code=True)).endswith(
+        "(validator.exit_code must be an integer or null, got true)"
+    )
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ValidationError, match=r"list\.json: not a validation report \(a JSON"):
+        check_report(tmp_path / "list.json")
+    with pytest.raises(ValidationError, match=r"absent\.json: missing \(run the validation"):
+        check_report(tmp_path / "absent.json")
+

@@ -29,6 +29,7 @@ from bids2hub.segment.masks import TABLE as MASK_TABLE
 from bids2hub.segment.masks import Generator, read_generator
 from bids2hub.shards.colmap import Column, ColumnMap, sidecar_name
 from bids2hub.shards.writer import shard_schema
+from bids2hub.validate.model import CountLine, ReportStatus, load_report
 
 DEEPISLES_CITATION = (
     "de la Rosa E, Reyes M, Liew S-L, et al. DeepISLES: a clinically validated ischemic "
@@ -61,8 +62,8 @@ class CardInputs:
     repo_id: str | None
     n_subjects: int
     n_sessions: int
-    counts: list[dict[str, Any]] | None = None  # validation report `counts` (interface 5)
-    report_status: str | None = None
+    counts: list[CountLine] | None = None  # validation report `counts`
+    report_status: ReportStatus | None = None
     masks: Generator | None = None  # None: no masks table
     n_masks: int = 0
 
@@ -175,8 +176,8 @@ def _counts_section(inp: CardInputs) -> list[str]:
             "|---|---|---|---|",
         ]
         for c in inp.counts:
-            exp = "" if c.get("expected") is None else c["expected"]
-            lines.append(f"| {c['name']} | {exp} | {c.get('found', '')} | {c.get('status', '')} |")
+            exp = "" if c["expected"] is None else c["expected"]
+            lines.append(f"| {c['name']} | {exp} | {c['found']} | {c['status']} |")
     else:
         lines += [
             "| count | found |",
@@ -344,7 +345,16 @@ def load_card_inputs(
     masks_description: Path | None = None,
     n_masks: int = 0,
 ) -> CardInputs:
-    """Read the card's inputs from their files (see :class:`CardInputs`)."""
+    """Read the card's inputs from their files (see :class:`CardInputs`).
+
+    Raises
+    ------
+    BidsError
+        ``bids_description`` cannot be read.
+    ValidationError
+        ``report`` is not a validation report of this version, or its ``status`` or
+        ``counts`` do not have the report's shape (one line naming it).
+    """
     try:
         description = json.loads(Path(bids_description).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -352,11 +362,8 @@ def load_card_inputs(
     cmap = ColumnMap.from_json(Path(columns).read_text(encoding="utf-8"))
     counts = status = None
     if report is not None:
-        try:
-            rep = json.loads(Path(report).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BidsError(f"{report}: cannot read the validation report ({exc})") from None
-        counts, status = rep.get("counts"), rep.get("status")
+        rep = load_report(Path(report), sections=("status", "counts"))
+        counts, status = rep["counts"], rep["status"]
     masks = read_generator(masks_description) if masks_description is not None else None
     return CardInputs(
         description, cmap, repo_id, n_subjects, n_sessions, counts, status, masks, n_masks

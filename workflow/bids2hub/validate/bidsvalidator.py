@@ -22,6 +22,7 @@ from typing import Any
 
 from bids2hub.errors import ValidationError
 from bids2hub.fsutil import atomic_path
+from bids2hub.validate.model import ValidatorSummary
 
 PACKAGE = "bids-validator-deno"
 EXIT_ERRORS = 16
@@ -97,7 +98,7 @@ def _first_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
-def summarise(record: dict[str, Any] | None, *, tolerate_errors: bool) -> dict[str, Any]:
+def summarise(record: dict[str, Any] | None, *, tolerate_errors: bool) -> ValidatorSummary:
     """The report's ``validator`` section from a :func:`run_validator` record.
 
     ``status`` is ``ok`` (no errors), ``errors`` (a hard failure),

@@ -16,6 +16,7 @@ from typing import Any
 
 from bids2hub.errors import ConfigError
 from bids2hub.index.manifest import FileRecord, Manifest
+from bids2hub.validate.model import CountLine
 
 _SUFFIX_KINDS = {"T1w": "t1w", "T2w": "t2w", "FLAIR": "flair", "dwi": "dwi", "sbref": "sbref"}
 #: Kinds always reported, in report order (other bold tasks follow ``bold_rest``).
@@ -102,7 +103,7 @@ def compare_counts(
     *,
     tolerance: int = 0,
     subset: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[CountLine]:
     """One line per count: ``{name, expected, found, status}``.
 
     ``status`` is ``ok`` (within ``tolerance``), ``mismatch``, ``n/a`` (the run

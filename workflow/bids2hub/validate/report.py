@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,18 @@ from bids2hub.shards.colmap import ColumnMap
 from bids2hub.validate import RESULT_VERSION
 from bids2hub.validate.bidsvalidator import summarise
 from bids2hub.validate.counts import check_expected, compare_counts, found_counts
+from bids2hub.validate.model import (
+    CheckTally,
+    CountLine,
+    Finding,
+    IdentifyingFile,
+    Report,
+    Segmentation,
+    Summary,
+    ValidatorSummary,
+    load_report,
+    read_json,
+)
 from bids2hub.validate.sources import finding, is_intact, scan_text
 
 #: Checks whose failures fail the workflow; anything else is a warning.
@@ -62,15 +75,6 @@ def selected_keys(manifest: Manifest, subjects: list[str] | None) -> list[tuple[
     return keys
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValidationError(f"{path}: missing (run the validation rules first)") from None
-    except ValueError as exc:
-        raise ValidationError(f"{path}: not valid JSON ({exc})") from None
-
-
 def list_intact(out_dir: Path, keys: list[tuple[str, str]]) -> dict[str, Any]:
     """Which sessions' shards can be read back (``validation/intact-sessions.json``).
 
@@ -80,29 +84,15 @@ def list_intact(out_dir: Path, keys: list[tuple[str, str]]) -> dict[str, Any]:
     """
     intact, blocked = [], []
     for sub, ses in keys:
-        result = _load(session_result(out_dir, sub, ses))
+        result = read_json(session_result(out_dir, sub, ses))
         (intact if is_intact(result) else blocked).append(shard_id(sub, ses))
     return {"version": RESULT_VERSION, "intact": intact, "blocked": blocked}
 
 
-def _top_level_findings(manifest: Manifest) -> tuple[int, list[dict[str, Any]]]:
-    scanned, found = 0, []
-    for rec in manifest.records:
-        if rec.sub or "/" in rec.path or not rec.path.endswith((".json", ".tsv")):
-            continue
-        scanned += 1
-        try:
-            _entry, items = scan_text(manifest.absolute(rec), rec.path)
-        except OSError as exc:
-            items = [finding("integrity", rec.path, f"{rec.path}: cannot read ({exc.strerror})")]
-        found += items
-    return scanned, found
-
-
-def _segmentation(path: Path | None) -> dict[str, Any]:
+def _segmentation(path: Path | None) -> Segmentation:
     if path is None or not path.is_file():
         return {"available": False, "excluded": []}
-    plan = _load(path)
+    plan = read_json(path)
     excluded = plan.get("excluded") or {}
     rows = [
         {"subject": f"sub-{sub.removeprefix('sub-')}", "reason": str(reason)}
@@ -111,52 +101,90 @@ def _segmentation(path: Path | None) -> dict[str, Any]:
     return {"available": True, "targets": len(plan.get("targets") or {}), "excluded": rows}
 
 
-def build_report(
-    manifest: Manifest,
-    cmap: ColumnMap,
-    out_dir: Path,
-    *,
-    subjects: list[str] | None = None,
-    count_tolerance: int = 0,
-    tolerate_validator_errors: bool = False,
-    segmentation: Path | None = None,
-) -> dict[str, Any]:
-    """Gather every check of the run into the report (a dict, see ``config/README.md``)."""
-    out_dir = Path(out_dir)
-    expected = check_expected(cmap.expected, f"dataset map '{cmap.name}'")
-    keys = selected_keys(manifest, subjects)
-    subset = len(keys) < len(manifest.shard_keys())
-    failures: list[dict[str, Any]] = []
-    warnings: list[dict[str, Any]] = []
+class Findings:
+    """The report's ``failures`` and ``warnings``, in the order they were found."""
 
-    def add(items: list[dict[str, Any]], shard: str | None = None) -> None:
+    def __init__(self) -> None:
+        self.failures: list[Finding] = []
+        self.warnings: list[Finding] = []
+
+    def add(self, items: list[Finding], shard: str | None = None) -> None:
+        """File ``items`` by their check (:data:`HARD_CHECKS` fail), tagged with ``shard``."""
         for item in items:
-            entry = {**item, "shard": shard} if shard else dict(item)
-            (failures if item["check"] in HARD_CHECKS else warnings).append(entry)
+            entry: Finding = {**item, "shard": shard} if shard else dict(item)  # type: ignore[assignment]
+            (self.failures if item["check"] in HARD_CHECKS else self.warnings).append(entry)
 
-    checked = Counter()
-    blocked: list[str] = []
-    shards = {"checked": 0, "cells": 0, "columns_decoded": 0}
+    def fail(self, item: Finding) -> None:
+        """A hard failure, whatever its check."""
+        self.failures.append(item)
+
+    def warn(self, item: Finding) -> None:
+        """A warning, whatever its check."""
+        self.warnings.append(item)
+
+
+@dataclass
+class SessionTotals:
+    """What the per-session and per-shard results of the run add up to."""
+
+    checked: Counter[str] = field(default_factory=Counter)  # files by kind (nifti, dwi, ...)
+    shards_checked: int = 0
+    cells: int = 0
+    columns_decoded: int = 0
+    not_checked: list[str] = field(default_factory=list)  # blocked sessions' shards
+
+
+def gather_sessions(
+    out_dir: Path, keys: list[tuple[str, str]], findings: Findings
+) -> SessionTotals:
+    """Add up the source check of every session and the round-trip of every intact shard.
+
+    A session that failed a blocking check has no round-trip: its shard is listed
+    under ``not_checked``.
+    """
+    totals = SessionTotals()
     for sub, ses in keys:
         sid = shard_id(sub, ses)
-        result = _load(session_result(out_dir, sub, ses))
-        checked.update(result.get("checked", {}))
-        add(result.get("failures", []) + result.get("warnings", []), sid)
+        result = read_json(session_result(out_dir, sub, ses))
+        totals.checked.update(result.get("checked", {}))
+        findings.add(result.get("failures", []) + result.get("warnings", []), sid)
         if not is_intact(result):
-            blocked.append(sid)
+            totals.not_checked.append(sid)
             continue
-        rt = _load(shard_result(out_dir, sub, ses))
-        shards["checked"] += 1
-        shards["cells"] += rt["checked"]["cells"]
-        shards["columns_decoded"] += rt["checked"]["columns_decoded"]
-        add(rt.get("failures", []), sid)
+        rt = read_json(shard_result(out_dir, sub, ses))
+        totals.shards_checked += 1
+        totals.cells += rt["checked"]["cells"]
+        totals.columns_decoded += rt["checked"]["columns_decoded"]
+        findings.add(rt.get("failures", []), sid)
+    return totals
 
-    top_scanned, top_found = _top_level_findings(manifest)
-    add(top_found)
 
+def scan_top_level(manifest: Manifest, findings: Findings) -> int:
+    """Scan the dataset's top-level JSON and TSV files for identifying keys; how many."""
+    scanned = 0
+    for rec in manifest.records:
+        if rec.sub or "/" in rec.path or not rec.path.endswith((".json", ".tsv")):
+            continue
+        scanned += 1
+        try:
+            _entry, items = scan_text(manifest.absolute(rec), rec.path)
+        except OSError as exc:
+            items = [finding("integrity", rec.path, f"{rec.path}: cannot read ({exc.strerror})")]
+        findings.add(items)
+    return scanned
+
+
+def validator_section(
+    out_dir: Path, findings: Findings, *, tolerate_errors: bool
+) -> ValidatorSummary:
+    """The BIDS validator's summary; its errors (and a validator that did not finish) filed.
+
+    Errors are hard failures, or warnings with ``tolerate_errors``; a validator that
+    did not run to the end is always a hard failure.
+    """
     vpath = validation_dir(out_dir) / "bids-validator.json"
     validator = summarise(
-        _load(vpath) if vpath.is_file() else None, tolerate_errors=tolerate_validator_errors
+        read_json(vpath) if vpath.is_file() else None, tolerate_errors=tolerate_errors
     )
     for issue in validator["issues"]:
         if issue["severity"] != "error":
@@ -168,43 +196,95 @@ def build_report(
             where,
             f"{code}: {issue['count']} error(s), e.g. {', '.join(issue['examples']) or '-'}",
         )
-        (warnings if tolerate_validator_errors else failures).append(item)
+        (findings.warn if tolerate_errors else findings.fail)(item)
     if validator["status"] == "not-run":
         detail = validator.get("detail", "") or "no result"
-        failures.append(
+        findings.fail(
             finding("bids_validator", "", f"the BIDS validator did not run to the end: {detail}")
         )
+    return validator
 
-    found = found_counts(manifest, keys)
-    counts = compare_counts(found, expected, tolerance=count_tolerance, subset=subset)
+
+def count_section(
+    manifest: Manifest,
+    keys: list[tuple[str, str]],
+    expected: dict[str, int],
+    findings: Findings,
+    *,
+    tolerance: int,
+    subset: bool,
+) -> list[CountLine]:
+    """Expected against found counts; each mismatch filed as a hard failure."""
+    counts = compare_counts(
+        found_counts(manifest, keys), expected, tolerance=tolerance, subset=subset
+    )
     for line in counts:
         if line["status"] == "mismatch":
-            failures.append(
+            findings.fail(
                 finding(
                     "counts",
                     "",
                     f"{line['name']}: expected {line['expected']}, found {line['found']}"
-                    f" (tolerance {count_tolerance})",
+                    f" (tolerance {tolerance})",
                 )
             )
+    return counts
 
-    identifying = [
+
+def summary_section(findings: Findings) -> Summary:
+    """How many failures and warnings, in all and per check."""
+    by_check: dict[str, CheckTally] = {}
+    for kind, items in (("failures", findings.failures), ("warnings", findings.warnings)):
+        for item in items:
+            by_check.setdefault(item["check"], {"failures": 0, "warnings": 0})[kind] += 1  # type: ignore[literal-required]
+    return {
+        "hard_failures": len(findings.failures),
+        "warnings": len(findings.warnings),
+        "by_check": dict(sorted(by_check.items())),
+    }
+
+
+def _failures_of(findings: Findings, *checks: str) -> int:
+    return sum(1 for f in findings.failures if f["check"] in checks)
+
+
+def build_report(
+    manifest: Manifest,
+    cmap: ColumnMap,
+    out_dir: Path,
+    *,
+    subjects: list[str] | None = None,
+    count_tolerance: int = 0,
+    tolerate_validator_errors: bool = False,
+    segmentation: Path | None = None,
+) -> Report:
+    """Gather every check of the run into the report (see ``config/README.md``).
+
+    The steps: :func:`gather_sessions`, :func:`scan_top_level`,
+    :func:`validator_section`, :func:`count_section`, :func:`summary_section`; the
+    order of ``failures`` and ``warnings`` is the order of these steps.
+    """
+    out_dir = Path(out_dir)
+    expected = check_expected(cmap.expected, f"dataset map '{cmap.name}'")
+    keys = selected_keys(manifest, subjects)
+    subset = len(keys) < len(manifest.shard_keys())
+    findings = Findings()
+    totals = gather_sessions(out_dir, keys, findings)
+    top_scanned = scan_top_level(manifest, findings)
+    validator = validator_section(out_dir, findings, tolerate_errors=tolerate_validator_errors)
+    counts = count_section(
+        manifest, keys, expected, findings, tolerance=count_tolerance, subset=subset
+    )
+    identifying: list[IdentifyingFile] = [
         {"file": w["file"], "keys": w.get("keys", [])}
-        for w in warnings
+        for w in findings.warnings
         if w["check"] == "identifying"
     ]
-    by_check: dict[str, dict[str, int]] = {}
-    for kind, items in (("failures", failures), ("warnings", warnings)):
-        for item in items:
-            by_check.setdefault(item["check"], {"failures": 0, "warnings": 0})[kind] += 1
-    report: dict[str, Any] = {
+    checked = totals.checked
+    return {
         "version": RESULT_VERSION,
-        "status": "fail" if failures else "pass",
-        "summary": {
-            "hard_failures": len(failures),
-            "warnings": len(warnings),
-            "by_check": dict(sorted(by_check.items())),
-        },
+        "status": "fail" if findings.failures else "pass",
+        "summary": summary_section(findings),
         "dataset": {
             "name": cmap.name,
             "pretty_name": cmap.pretty_name,
@@ -220,16 +300,14 @@ def build_report(
             "nifti_checked": checked["nifti"],
             "dwi_checked": checked["dwi"],
             "masks_checked": checked["masks"],
-            "failures": sum(
-                1 for f in failures if f["check"] in ("integrity", "dwi_gradients", "mask_grid")
-            ),
+            "failures": _failures_of(findings, "integrity", "dwi_gradients", "mask_grid"),
         },
         "round_trip": {
-            "shards_checked": shards["checked"],
-            "cells_checked": shards["cells"],
-            "columns_decoded": shards["columns_decoded"],
-            "not_checked": blocked,
-            "failures": sum(1 for f in failures if f["check"] in ("round_trip", "decode")),
+            "shards_checked": totals.shards_checked,
+            "cells_checked": totals.cells,
+            "columns_decoded": totals.columns_decoded,
+            "not_checked": totals.not_checked,
+            "failures": _failures_of(findings, "round_trip", "decode"),
         },
         "identifying": {
             "files_scanned": checked["json"] + checked["tsv"] + top_scanned,
@@ -237,13 +315,12 @@ def build_report(
             "findings": identifying,
         },
         "segmentation": _segmentation(segmentation),
-        "failures": failures,
-        "warnings": warnings,
+        "failures": findings.failures,
+        "warnings": findings.warnings,
     }
-    return report
 
 
-def write_report(report: dict[str, Any], json_path: Path, html_path: Path) -> None:
+def write_report(report: Report, json_path: Path, html_path: Path) -> None:
     """Write ``report.json`` and ``report.html`` atomically."""
     from bids2hub.validate.html import render
 
@@ -254,11 +331,18 @@ def write_report(report: dict[str, Any], json_path: Path, html_path: Path) -> No
 
 
 def check_report(json_path: Path) -> str:
-    """Raise :class:`ValidationError` when the report says ``fail``; else a one-line summary."""
-    report = _load(Path(json_path))
+    """Raise :class:`ValidationError` when the report says ``fail``; else a one-line summary.
+
+    Raises
+    ------
+    ValidationError
+        The report says ``fail``, or ``json_path`` is not a report of this version
+        and layout (one line naming it, see :func:`bids2hub.validate.model.load_report`).
+    """
+    report = load_report(Path(json_path))
     html_path = Path(json_path).with_suffix(".html")
-    n = report.get("summary", {}).get("hard_failures", 0)
-    if report.get("status") != "pass":
+    n = report["summary"]["hard_failures"]
+    if report["status"] != "pass":
         raise ValidationError(f"validation failed: {n} hard failure(s), see {html_path}")
-    w = report.get("summary", {}).get("warnings", 0)
+    w = report["summary"]["warnings"]
     return f"validation passed ({w} warning(s)), see {html_path}"

@@ -28,6 +28,7 @@ from bids2hub.index.manifest import FileRecord, Manifest, shard_id
 from bids2hub.nifti import CHUNK, gzip_stream_length, parse_header
 from bids2hub.shards.colmap import ColumnMap
 from bids2hub.validate import RESULT_VERSION
+from bids2hub.validate.model import Finding
 
 #: DICOM attributes that identify a person, a place or a date of care (PS3.15 basic
 #: profile, as dcm2niix writes them with ``-ba n``). ``PatientPosition`` (HFS) is not one.
@@ -72,9 +73,9 @@ _SMALL_TEXT = 1 << 20
 AFFINE_ATOL = 1e-3
 
 
-def finding(check: str, file: str, message: str, **extra: Any) -> dict[str, Any]:
+def finding(check: str, file: str, message: str, **extra: Any) -> Finding:
     """One entry of a ``failures`` or ``warnings`` list."""
-    return {"check": check, "file": file, "message": message, **extra}
+    return {"check": check, "file": file, "message": message, **extra}  # type: ignore[typeddict-item]
 
 
 def identifying_keys(obj: Any) -> list[str]:
