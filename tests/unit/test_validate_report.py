@@ -270,3 +270,12 @@ def test_report_json_of_another_version_or_shape_is_one_line_naming_it(
     with pytest.raises(ValidationError, match=r"absent\.json: missing \(run the validation"):
         check_report(tmp_path / "absent.json")
 
+
+def test_html_escapes_the_dataset_name_and_every_table(checked_run) -> None:
+    manifest, cmap, out = checked_run
+    report = build_report(manifest, dataclasses.replace(cmap, pretty_name="</title><b>ARC"), out)
+    report["failures"].append({"check": "integrity", "file": "a'b\".nii.gz", "message": "</td>"})
+    page = render(report)
+    assert page.count("Validation report: &lt;/title&gt;&lt;b&gt;ARC") == 2  # title and h1
+    assert "<b>" not in page and "</title><b>" not in page
+    assert '<td class="file">a&#39;b&#34;.nii.gz</td><td>&lt;/td&gt;</td>' in page

@@ -207,3 +207,38 @@ def test_plan_from_a_real_setup(arc_tree_ro: Path, tmp_path: Path) -> None:
         ConfigError, match=rf"'paper\.viewer\.subject': sub-{excluded} has no lesion mask \("
     ):
         ViewerPlan.from_setup(bad)
+
+
+def test_labels_and_names_are_escaped_and_cannot_end_a_script(volumes, tmp_path: Path) -> None:
+    dwi, mask = volumes
+    odd = dwi.rename(tmp_path / "<b>dwi'&.nii.gz")  # a file name is no markup either
+    page = render_viewer_html(odd, mask, subject="</script><b>M1", session="<i>2")
+    title = "sub-&lt;/script&gt;&lt;b&gt;M1 ses-&lt;i&gt;2: b~1000 trace with lesion mask"
+    assert page.count(title) == 2  # <title> and <h1>
+    assert "&lt;b&gt;dwi&#39;&amp;.nii.gz (8x9x7, 2x2x2 mm)" in page
+    outside_bundle = page.replace(load_bundle()[1], "")
+    assert "<b>" not in outside_bundle
+    # The settings stay JSON that no HTML parser ends early: <, >, & and ' are \u escapes.
+    blocks = _blocks(page)
+    assert json.loads(blocks["viewer-settings"])["dwiName"] == "<b>dwi'&.nii.gz"
+    assert "\\u003cb\\u003edwi\\u0027\\u0026.nii.gz" in blocks["viewer-settings"]
+    # Every <script> element is closed by its own end tag: 3 data blocks, bundle, page script.
+    assert outside_bundle.count("<script") == page.count("</script>") == 5
+
+
+def test_a_script_that_would_end_its_element_is_refused(volumes, tmp_path: Path) -> None:
+    dwi, mask = volumes
+    info = json.loads(MANIFEST.read_text())
+    bundle = (MANIFEST.parent / info["file"]).read_bytes() + b"\n// </SCRIPT><b>\n"
+    (tmp_path / info["file"]).parent.mkdir(parents=True)
+    (tmp_path / info["file"]).write_bytes(bundle)
+    info["sha256"] = hashlib.sha256(bundle).hexdigest()
+    manifest = tmp_path / "niivue.json"
+    manifest.write_text(json.dumps(info))
+    with pytest.raises(ViewerError, match=r"contains '</script' and cannot be inlined$"):
+        render_viewer_html(dwi, mask, subject="M1", manifest=manifest)
+    from bids2hub.templating import inline_script
+
+    assert inline_script("const a = '</p>';", "app.js") == "const a = '</p>';"
+    with pytest.raises(ValueError, match=r"^app\.js: contains '</script' and cannot be inlined$"):
+        inline_script("x = '</sCrIpT >';", "app.js")

@@ -9,6 +9,8 @@ the mask in red on three orthogonal slices through the lesion's centre, and then
 ``window.viewerReady = true`` and ``<body data-viewer="ready">``; a failure is shown on the
 page, logged with ``console.error`` and sets ``data-viewer="failed"``.
 
+The page is ``templates/viewer.html.j2`` (Jinja2, autoescape on) with the page's script
+``templates/viewer.js`` and the bundle inlined as they are, the settings as escaped JSON.
 The same inputs give the same bytes (no timestamps, no machine paths in the page).
 """
 
@@ -16,20 +18,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 
 from bids2hub.errors import Bids2HubError, ConfigError
 from bids2hub.fsutil import atomic_path
 from bids2hub.index.bidsname import natural_key
+from bids2hub.templating import inline_script, read_template_text, render_template
 
 #: The committed record of the vendored bundle (package, version, file, sha256, bytes).
 MANIFEST = Path(__file__).resolve().parents[1] / "data" / "niivue.json"
+#: The page's own script (``templates/viewer.js``), inlined into ``templates/viewer.html.j2``.
+APP = "viewer.js"
 #: What to do when the bundle is absent or not the recorded one (it ships with the package).
 ASSETS_HINT = (
     "it ships with the package: restore it (git checkout workflow/bids2hub/data/vendor)"
@@ -266,29 +271,36 @@ def render_viewer_html(
     n_voxels, volume_ml, centre = _lesion(mask_img, Path(mask))
     info, bundle = load_bundle(manifest)
     label = f"sub-{subject}" + (f" ses-{session}" if session else "")
-    settings = {
-        "dwiName": base.name,
-        "maskName": lesion.name,
-        "centreMM": centre,
-    }
-    facts = (
-        f"{html.escape(base.name)} ({'x'.join(map(str, base.shape))}, "
-        f"{'x'.join(f'{z:g}' for z in base.zooms)} mm) with "
-        f"{html.escape(lesion.name)}: {n_voxels} voxels, {volume_ml:.2f} mL"
-    )
-    return _TEMPLATE.format(
-        title=html.escape(f"{label}: b~1000 trace with lesion mask"),
-        facts=facts,
-        version=html.escape(str(info.get("version", "?"))),
-        package=html.escape(str(info.get("package", "@niivue/niivue"))),
-        license=html.escape(str(info.get("license", "BSD-2-Clause"))),
-        sha256=html.escape(str(info["sha256"])),
-        bundle=bundle,
+    shape = "x".join(map(str, base.shape))
+    zooms = "x".join(f"{z:g}" for z in base.zooms)
+    return render_template(
+        "bids2hub.paper",
+        "viewer.html.j2",
+        title=f"{label}: b~1000 trace with lesion mask",
+        facts=(
+            f"{base.name} ({shape}, {zooms} mm) with {lesion.name}: "
+            f"{n_voxels} voxels, {volume_ml:.2f} mL"
+        ),
+        bundle_info={
+            "version": str(info.get("version", "?")),
+            "package": str(info.get("package", "@niivue/niivue")),
+            "license": str(info.get("license", "BSD-2-Clause")),
+            "sha256": str(info["sha256"]),
+        },
+        settings={"dwiName": base.name, "maskName": lesion.name, "centreMM": centre},
+        # base64: only A-Z a-z 0-9 + / =, nothing to escape.
         dwi_b64=base64.b64encode(base.data).decode("ascii"),
         mask_b64=base64.b64encode(lesion.data).decode("ascii"),
-        settings=json.dumps(settings, sort_keys=True).replace("<", "\\u003c"),
-        app=_APP,
+        bundle=_script(bundle, f"the NiiVue bundle of {manifest}"),
+        app=_script(read_template_text("bids2hub.paper", APP), APP),
     )
+
+
+def _script(text: str, what: str) -> Markup:
+    try:
+        return inline_script(text, what)
+    except ValueError as exc:
+        raise ViewerError(str(exc)) from None
 
 
 def write_viewer(
@@ -306,101 +318,3 @@ def write_viewer(
     with atomic_path(Path(output)) as tmp:
         tmp.write_bytes(data)
     return len(data)
-
-
-# The page's own script: load both volumes from the inline base64, draw, say ready.
-_APP = """
-(async function () {
-  const status = document.getElementById("status");
-  const settings = JSON.parse(document.getElementById("viewer-settings").textContent);
-  function fail(err) {
-    const text = "viewer failed: " + (err && err.message ? err.message : String(err));
-    status.textContent = text;
-    status.className = "error";
-    document.body.dataset.viewer = "failed";
-    window.viewerError = text;
-    console.error(text);
-  }
-  window.addEventListener("error", (ev) => fail(ev.error || ev.message));
-  window.addEventListener("unhandledrejection", (ev) => fail(ev.reason));
-  try {
-    if (typeof niivue === "undefined") throw new Error("the NiiVue bundle did not load");
-    const nv = new niivue.Niivue({
-      backColor: [0, 0, 0, 1],
-      crosshairColor: [0.2, 0.8, 1.0, 0.8],
-      crosshairWidth: 0.25,
-      multiplanarShowRender: niivue.SHOW_RENDER.NEVER,
-      multiplanarLayout: niivue.MULTIPLANAR_TYPE.ROW,
-      isColorbar: false,
-      logLevel: "error",
-      loadingText: "loading...",
-    });
-    await nv.attachTo("gl");
-    const text = (id) => document.getElementById(id).textContent.trim();
-    const dwi = await niivue.NVImage.loadFromBase64({
-      base64: text("dwi-data"), name: settings.dwiName, colormap: "gray",
-    });
-    const mask = await niivue.NVImage.loadFromBase64({
-      base64: text("mask-data"), name: settings.maskName, colormap: "red",
-      opacity: 0.7, cal_min: 0.5, cal_max: 1, trustCalMinMax: true,
-    });
-    nv.addVolume(dwi);
-    nv.addVolume(mask);
-    if (nv.volumes.length !== 2) {
-      throw new Error("expected 2 volumes, NiiVue has " + nv.volumes.length);
-    }
-    nv.setSliceType(nv.sliceTypeMultiplanar);
-    if (settings.centreMM) {
-      nv.scene.crosshairPos = nv.mm2frac(settings.centreMM);
-    }
-    nv.updateGLVolume();
-    nv.drawScene();
-    // Two frames: the draw above has reached the canvas.
-    await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
-    status.textContent = "";
-    window.viewer = nv;
-    document.body.dataset.viewer = "ready";
-    window.viewerReady = true;
-  } catch (err) {
-    fail(err);
-  }
-})();
-"""
-
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-html, body {{ margin: 0; height: 100%; background: #111; color: #ddd;
-  font: 14px/1.4 system-ui, sans-serif; }}
-body {{ display: flex; flex-direction: column; }}
-header {{ padding: 8px 12px; }}
-h1 {{ font-size: 16px; margin: 0; }}
-p {{ margin: 2px 0; }}
-#status.error {{ color: #fff; background: #a00; padding: 4px 8px; font-weight: bold; }}
-main {{ flex: 1; min-height: 300px; }}
-canvas {{ width: 100%; height: 100%; display: block; }}
-</style>
-</head>
-<body data-viewer="loading">
-<header>
-<h1>{title}</h1>
-<p>{facts}. Grey: b~1000 trace; red: lesion mask. Click to move the crosshair,
-scroll to change the slice.</p>
-<p id="status">loading...</p>
-</header>
-<main><canvas id="gl"></canvas></main>
-<script type="application/json" id="viewer-settings">{settings}</script>
-<script type="text/plain" id="dwi-data">{dwi_b64}</script>
-<script type="text/plain" id="mask-data">{mask_b64}</script>
-<!-- {package} {version} ({license}), dist/niivue.umd.js, sha256 {sha256} -->
-<script>
-{bundle}
-</script>
-<script>{app}</script>
-</body>
-</html>
-"""
