@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -279,3 +280,32 @@ def test_html_escapes_the_dataset_name_and_every_table(checked_run) -> None:
     assert page.count("Validation report: &lt;/title&gt;&lt;b&gt;ARC") == 2  # title and h1
     assert "<b>" not in page and "</title><b>" not in page
     assert '<td class="file">a&#39;b&#34;.nii.gz</td><td>&lt;/td&gt;</td>' in page
+
+
+def test_the_typed_shape_is_the_documented_one() -> None:
+    """config/README.md's table of report.json keys and validate/model.py's types agree."""
+    from typing import get_type_hints, is_typeddict
+
+    from bids2hub.validate.model import Report
+
+    text = (REPO / "config" / "README.md").read_text()
+    section = text.split("## Validation report (`validation/report.json`)")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {k for row in rows for k in re.findall(r"`([a-z_.]+)`", row.split("|")[1])}
+
+    def paths(tp, prefix: str = "") -> set[str]:
+        out = set()
+        for key, sub in get_type_hints(tp).items():
+            out.add(prefix + key)
+            if is_typeddict(sub):
+                out |= paths(sub, f"{prefix}{key}.")
+        return out
+
+    typed = paths(Report)
+    assert documented - typed == set()  # every documented key is in the types
+    # every key of the types is documented (a section by its keys, or named in the text)
+    undocumented = {
+        p for p in typed if p not in documented and f"`{p}`" not in section
+        and not any(d.startswith(p + ".") for d in documented)
+    }  # fmt: skip
+    assert undocumented == set()
