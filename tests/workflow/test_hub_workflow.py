@@ -76,7 +76,15 @@ t1 = row["t1w"][0]
 masks = load_dataset({repo!r}, "masks", split="train")
 stream = list(load_dataset({repo!r}, split="train", streaming=True))
 smask = next(iter(load_dataset({repo!r}, "masks", split="train", streaming=True)))
+preview = load_dataset({repo!r}, "preview", split="train")
+from huggingface_hub import DatasetCard
+card = DatasetCard.load({repo!r}, repo_type="dataset")
+card.validate("dataset")  # POST /api/validate-yaml
 print(json.dumps({{
+    "configs": [c["config_name"] for c in card.data.configs],
+    "preview_rows": sorted([r["subject_id"], r["session_id"]] for r in preview),
+    "preview_t1": [type(r["t1w"]).__name__ for r in preview],
+    "preview_overlay": sorted(r["session_id"] for r in preview if r["mask_overlay"]),
     "rows": sorted([r["subject_id"], r["session_id"]] for r in ds),
     "t1_shape": list(t1.shape),
     "t1_path": row["t1w"][0].get_filename() or "",
@@ -150,6 +158,16 @@ def test_demo_pushed_loads_back_and_reruns_upload_only_what_changed(
     ]
     assert all(m[3] > 0 for m in got["masks"]) and got["mask_sum"] > 0
     assert len(got["stream_mask_shape"]) == 3
+    # the preview configuration: one row per session, PNG thumbnails the viewer shows
+    assert got["configs"] == ["default", "masks", "preview"]
+    assert hub_server.count("POST", r"^/api/validate-yaml") >= 1
+    assert got["preview_rows"] == sessions
+    assert set(got["preview_t1"]) == {"PngImageFile"}
+    assert got["preview_overlay"] == sorted(s.name for s in bids.glob("sub-*/ses-*") if any(
+        (bids / "derivatives/lesion_masks" / s.relative_to(bids)).rglob("*_mask.nii.gz")
+    ))  # fmt: skip
+    assert "](preview/thumbnail.png)" in (hub / "README.md").read_text()
+    assert "preview/thumbnail.png" in _remote_files(hub_server)
 
     # the BIDS dataset back from the Hub: every source file, byte for byte, and valid
     _check_restore(bids, demo_project["root"] / "restored")

@@ -240,6 +240,7 @@ def test_failed_subject_is_rerun_alone_after_the_fix(slurm_cluster: None, tmp_pa
     # changed file too): nothing of M9001 or M9004 reruns.
     assert {rule for rule, sub in executed if not sub} <= {
         "all", "summarize_segmentation", "build_masks_table", "dataset_card",
+        "build_preview_table",
         "run_bids_validator", "list_intact_sessions", "write_validation_report",
         "check_validation",
         # the paper's dataset-level tables, figures and provenance

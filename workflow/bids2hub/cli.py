@@ -247,6 +247,7 @@ def _cmd_dataset_card(args: argparse.Namespace) -> int:
         report=Path(args.report) if args.report else None,
         masks_description=Path(args.masks_description) if args.masks_description else None,
         n_masks=args.n_masks,
+        preview=args.preview,
     )
     changed = write_if_changed(Path(args.output), render_card(inputs))
     log.info("dataset card %s (%s)", args.output, "written" if changed else "unchanged")
@@ -316,6 +317,29 @@ def _cmd_dataset_files(args: argparse.Namespace) -> int:
 
     written = copy_dataset_files([Path(p) for p in args.inputs], [Path(p) for p in args.outputs])
     print(f"{len(written)} dataset-level file(s) copied")
+    return 0
+
+
+def _cmd_preview_session(args: argparse.Namespace) -> int:
+    from bids2hub.hub.preview import write_session_preview
+    from bids2hub.shards.colmap import ColumnMap
+
+    cmap = ColumnMap.from_json(Path(args.columns).read_text(encoding="utf-8"))
+    row = write_session_preview(Path(args.shard), cmap, Path(args.output), height=args.height)
+    shown = sorted(k for k, v in row.items() if isinstance(v, dict))
+    overlay = " with the lesion mask" if row["mask_overlay"] else ""
+    print(f"{args.shard}: thumbnails of {', '.join(shown) or 'nothing'}{overlay} -> {args.output}")
+    return 0
+
+
+def _cmd_preview_table(args: argparse.Namespace) -> int:
+    from bids2hub.hub.preview import build_preview_table
+    from bids2hub.shards.colmap import ColumnMap
+
+    cmap = ColumnMap.from_json(Path(args.columns).read_text(encoding="utf-8"))
+    parts = [Path(p) for p in args.parts]
+    n = build_preview_table(parts, cmap, Path(args.output), Path(args.thumbnail))
+    print(f"{n} session(s) -> {args.output}; card thumbnail {args.thumbnail}")
     return 0
 
 
@@ -561,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default="", help="validation/report.json (its counts)")
     p.add_argument("--masks-description", default="", help="masks' dataset_description.json")
     p.add_argument("--n-masks", type=int, default=0)
+    p.add_argument("--preview", action="store_true", help="list the preview configuration")
     p.add_argument("--output", required=True)
     p.set_defaults(func=_cmd_dataset_card)
 
@@ -584,6 +609,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", nargs="+", required=True, help="files of the BIDS root")
     p.add_argument("--outputs", nargs="+", required=True, help="their copies, in the same order")
     p.set_defaults(func=_cmd_dataset_files)
+
+    p = sub.add_parser("preview-session", help="PNG thumbnails of one shard (a preview row)")
+    p.add_argument("--shard", required=True)
+    p.add_argument("--columns", required=True, help="the resolved column map (columns.json)")
+    p.add_argument("--height", type=int, default=128, help="pixels per slice (default 128)")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_cmd_preview_session)
+
+    p = sub.add_parser("preview-table", help="the preview table (hub/preview/preview.parquet)")
+    p.add_argument("--columns", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--thumbnail", required=True, help="the card's thumbnail PNG")
+    p.add_argument("parts", nargs="+", help="the sessions' preview rows, in order")
+    p.set_defaults(func=_cmd_preview_table)
 
     p = sub.add_parser(
         "restore",

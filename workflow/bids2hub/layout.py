@@ -25,3 +25,11 @@ def mask_relpath(sub: str, ses: str) -> str:
 #: README, ...), relative to the published ``hub/`` folder: what ``bids2hub restore`` needs
 #: besides the shards.
 BIDS_FILES = Path("bids")
+#: The ``preview`` configuration's table and the card's thumbnail, relative to ``hub/``.
+PREVIEW_TABLE = Path("preview") / "preview.parquet"
+PREVIEW_THUMBNAIL = Path("preview") / "thumbnail.png"
+
+
+def preview_part(out_dir: str | Path, sub: str, shard: str) -> str:
+    """One session's preview row, ``work/preview/sub-<label>/<shard>.parquet``."""
+    return f"{out_dir}/work/preview/sub-{sub}/{shard}.parquet"

@@ -57,11 +57,13 @@ rule dataset_card:
         n_sessions=HUB.n_sessions,
         n_masks=len(HUB.masks),
         optional=HUB.card_args(),
+        preview="--preview" if PREVIEW_ENABLED else "",
     shell:
         "python -m bids2hub dataset-card --bids-description {input.description:q}"
         " --columns {input.columns:q} --repo-id={params.repo_id:q}"
         " --n-subjects {params.n_subjects} --n-sessions {params.n_sessions}"
-        " --n-masks {params.n_masks} {params.optional} --output {output.card:q}"
+        " --n-masks {params.n_masks} {params.optional} {params.preview}"
+        " --output {output.card:q}"
         " > {log:q} 2>&1"
 
 
@@ -75,6 +77,7 @@ rule push_to_hub:
         masks=hub_masks,
         masks_extra=HUB.masks_extra(),
         dataset_files=dataset_file_targets(),
+        preview=preview_targets(),
         # Nothing is published that failed a hard validation check.
         validated=HUB.validation_gate(),
     output:

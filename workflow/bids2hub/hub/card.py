@@ -23,6 +23,7 @@ import yaml
 
 from bids2hub import __version__
 from bids2hub.errors import BidsError
+from bids2hub.hub.preview import preview_config, preview_features, preview_section
 from bids2hub.segment.masks import DESCRIPTIONS as MASK_DESCRIPTIONS
 from bids2hub.segment.masks import FEATURES as MASK_FEATURES
 from bids2hub.segment.masks import TABLE as MASK_TABLE
@@ -66,6 +67,7 @@ class CardInputs:
     report_status: ReportStatus | None = None
     masks: Generator | None = None  # None: no masks table
     n_masks: int = 0
+    preview: bool = False  # the preview configuration (hub/preview/) is published
 
 
 def hub_license(value: str | None) -> tuple[str, str | None]:
@@ -149,6 +151,11 @@ def _front_matter(inp: CardInputs, features: dict[str, Any]) -> dict[str, Any]:
             }
         )
         infos.append({"config_name": "masks", "features": _yaml_features(MASK_FEATURES)})
+    if inp.preview:
+        configs.append(preview_config())
+        infos.append(
+            {"config_name": "preview", "features": _yaml_features(preview_features(inp.cmap))}
+        )
     meta: dict[str, Any] = {"license": license_id}
     if license_name:
         meta["license_name"] = license_name
@@ -291,6 +298,8 @@ def render_card(inp: CardInputs) -> str:
             "`derivatives/deepisles/`.",
             "",
         ]
+    if inp.preview:
+        out += preview_section(inp.repo_id, inp.cmap)
     out += _counts_section(inp)
     out += ["## Columns", "", "| column | type | meaning |", "|---|---|---|"]
     by_name = {c.name: c for c in inp.cmap.columns}
@@ -344,6 +353,7 @@ def load_card_inputs(
     report: Path | None = None,
     masks_description: Path | None = None,
     n_masks: int = 0,
+    preview: bool = False,
 ) -> CardInputs:
     """Read the card's inputs from their files (see :class:`CardInputs`).
 
@@ -366,5 +376,5 @@ def load_card_inputs(
         counts, status = rep["counts"], rep["status"]
     masks = read_generator(masks_description) if masks_description is not None else None
     return CardInputs(
-        description, cmap, repo_id, n_subjects, n_sessions, counts, status, masks, n_masks
+        description, cmap, repo_id, n_subjects, n_sessions, counts, status, masks, n_masks, preview
     )

@@ -1,0 +1,163 @@
+"""The preview configuration: PNG thumbnails per session, deterministic, decoded by `datasets`."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bids2hub.errors import BidsError
+from bids2hub.hub.preview import (
+    build_preview_table,
+    encode_png,
+    preview_features,
+    render_thumbnail,
+    thumbnail_columns,
+    write_session_preview,
+)
+from bids2hub.index.manifest import load_index
+from bids2hub.index.phenotype import read_participants
+from bids2hub.shards.colmap import load_map
+from bids2hub.shards.writer import write_shard
+
+from tests.browser import png_pixels, render_page
+from tests.conftest import REPO
+
+SUBJECTS = ["M2039", "M2105", "M2112", "M2215"]
+# the sessions with an expert lesion mask (M2039 has none)
+MASKED = {"sub-M2105_ses-964", "sub-M2112_ses-262", "sub-M2215_ses-1354"}
+
+
+def _red_mask(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    return (r - g > 60) & (r - b > 60)
+
+
+def _red(rgb: np.ndarray) -> int:
+    return int(_red_mask(rgb).sum())
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], object]:
+    """ARC-shaped shards (real ds004884 names, 12x14x10 images, expert lesion masks)."""
+    from tests.synthetic import write_arc_like_tree
+
+    base = tmp_path_factory.mktemp("preview")
+    root = write_arc_like_tree(base / "bids", SUBJECTS, shape=(12, 14, 10))
+    manifest, _ = load_index(root, base / "index" / "manifest.parquet")
+    cmap = load_map(REPO / "config" / "datasets" / "ds004884.yaml")
+    people = read_participants(root / "participants.tsv")
+    paths = []
+    for sub, ses in manifest.shard_keys():
+        dest = base / "data" / f"sub-{sub}_ses-{ses}.parquet"
+        write_shard(manifest, cmap, sub, ses, people, dest)
+        paths.append(dest)
+    return paths, cmap
+
+
+def test_png_encoder_round_trips_through_pillow() -> None:
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    png = encode_png(rgb)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), rgb)
+    assert encode_png(rgb) == png
+    with pytest.raises(ValueError):
+        encode_png(rgb.astype(np.float32))
+
+
+def test_slices_keep_orientation_and_aspect_and_cross_at_the_lesion() -> None:
+    vol = np.full((20, 10, 30), 10.0, np.float32)  # 2 mm x, 4 mm y, 1 mm z
+    vol[:, :, -3:] = 100.0  # superior slab
+    vol[:, -2:, :] += 50.0  # anterior slab
+    affine = np.diag([2.0, 4.0, 1.0, 1.0])
+    rgb = render_thumbnail(vol, affine, height=60)
+    assert rgb.shape[0] == 60 and _red(rgb) == 0
+    sag_w = round(60 * 40 / 30)  # columns y (40 mm) over rows z (30 mm)
+    sag = rgb[:, :sag_w, 0]
+    assert sag[0].mean() > sag[-1].mean()  # superior at the top
+    assert sag[30, -1] > sag[30, 0]  # anterior on the right
+    mask = np.zeros_like(vol)
+    mask[15:17, 2:4, 5:7] = 1  # right, posterior, inferior
+    rgb = render_thumbnail(vol, affine, mask=(mask, affine), height=60)
+    assert _red(rgb) > 0
+    axial = rgb[:, -60:]  # columns x (40 mm) over rows y (40 mm)
+    cols = np.nonzero(_red_mask(axial))[1]
+    assert cols.size > 0
+    assert cols.mean() > axial.shape[1] / 2  # the lesion is on the right (neurological view)
+
+
+def test_session_previews_are_deterministic_and_decode_as_images(
+    shards: tuple[list[Path], object], tmp_path: Path
+) -> None:
+    import datasets
+
+    paths, cmap = shards
+    parts, again = [], []
+    for shard in paths:
+        parts.append(tmp_path / "a" / shard.name)
+        row = write_session_preview(shard, cmap, parts[-1], height=64)
+        again.append(tmp_path / "b" / shard.name)
+        write_session_preview(shard, cmap, again[-1], height=64)
+        assert parts[-1].read_bytes() == again[-1].read_bytes()
+        assert row["mask_overlay"] == (shard.stem in MASKED)
+    table, thumb = tmp_path / "preview.parquet", tmp_path / "thumbnail.png"
+    assert build_preview_table(parts, cmap, table, thumb) == len(paths)
+    build_preview_table(again, cmap, tmp_path / "p2.parquet", tmp_path / "t2.png")
+    assert table.read_bytes() == (tmp_path / "p2.parquet").read_bytes()
+    assert thumb.read_bytes() == (tmp_path / "t2.png").read_bytes()
+
+    ds = datasets.load_dataset("parquet", data_files=str(table), split="train")
+    assert list(ds.features) == list(preview_features(cmap))
+    assert isinstance(ds.features["t1w"], datasets.Image)
+    assert "lesion" not in ds.features  # drawn on the others, not a thumbnail of its own
+    assert [c.name for c in thumbnail_columns(cmap)] == [
+        "t1w", "t2w", "flair", "bold_naming40", "bold_rest", "dwi", "sbref",
+    ]  # fmt: skip
+    rows = list(ds)
+    assert [r["subject_id"] for r in rows] == sorted(r["subject_id"] for r in rows)
+    for r in rows:
+        images = [r[c.name] for c in thumbnail_columns(cmap) if r[c.name] is not None]
+        assert images and all(i.mode == "RGB" and i.size[1] == 64 for i in images)
+        assert all((_red(np.asarray(i)) > 0) == r["mask_overlay"] for i in images)
+    _w, _h, px = png_pixels(thumb)
+    assert any(p[0] > p[1] + 60 for p in px)  # the card's thumbnail shows a lesion
+
+
+def test_a_shard_that_is_not_parquet_is_one_clear_error(shards, tmp_path: Path) -> None:
+    _paths, cmap = shards
+    bad = tmp_path / "sub-X_ses-1.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(BidsError, match=r"sub-X_ses-1\.parquet: cannot read the shard"):
+        write_session_preview(bad, cmap, tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+    with pytest.raises(BidsError, match="no session previews"):
+        build_preview_table([], cmap, tmp_path / "p.parquet", tmp_path / "t.png")
+
+
+def test_a_thumbnail_renders_in_chromium(shards, tmp_path: Path) -> None:
+    import datasets
+
+    paths, cmap = shards
+    part = tmp_path / "part.parquet"
+    write_session_preview(next(p for p in paths if "M2105" in p.name), cmap, part, height=96)
+    ds = datasets.load_dataset("parquet", data_files=str(part), split="train")
+    png = tmp_path / "thumb.png"
+    ds[0]["t2w"].save(png)
+    page = tmp_path / "page.html"
+    width = ds[0]["t2w"].size[0]
+    page.write_text(
+        '<html><body style="margin:0;background:#fff"><img id="t" src="thumb.png"></body>'
+        "<script>window.shown = (w, h) => { const i = document.getElementById('t');"
+        " return i.complete && i.naturalWidth === w && i.naturalHeight === h; }</script></html>"
+    )
+    shot = tmp_path / "shot.png"
+    result = render_page(
+        page, shot, tmp_path / "profile", size=(400, 200), ready=f"window.shown({width}, 96)",
+        timeout=30,
+    )  # fmt: skip
+    assert result.errors == [] and result.external == []
+    assert result.value is True  # decoded by the browser at its own size
+    _w, _h, px = png_pixels(shot)
+    assert any(p[0] > p[1] + 60 and p[0] > p[2] + 60 for p in px)  # the red lesion is drawn

@@ -1,0 +1,415 @@
+"""The ``preview`` configuration: one small row per session the Hub's dataset viewer can show.
+
+The viewer cannot decode ``Nifti`` cells (it renders Image, Audio, Video, Pdf and
+Json), so a visitor of a Nifti dataset sees an error instead of the data. The
+preview table has, per session, the ids, the phenotype and one PNG thumbnail
+(``datasets.Image``) per image column of the shard: three orthogonal slices of the
+column's first run (the first volume of a 4D run), side by side (sagittal,
+coronal, axial; neurological convention, superior and anterior up), grey values
+windowed at the 1st-99.5th percentile of the volume's non-zero voxels. Where the
+shard holds a lesion mask (an image column selecting ``suffix: mask``), it is drawn
+in red on every thumbnail, resampled through the affines, and the slices go
+through the lesion's centre instead of the middle of the volume.
+
+Everything is deterministic: the PNGs are encoded here (zlib level 9, filter 0, no
+metadata chunks) and the parquet files written with fixed options, so the same
+shard gives the same bytes.
+
+Stages (rules/preview.smk): :func:`write_session_preview` per session (reads only
+the shard, so only changed sessions are redone) into ``work/preview/``, then
+:func:`build_preview_table` concatenates the rows into
+``hub/preview/preview.parquet`` and writes ``hub/preview/thumbnail.png``, the
+thumbnail the dataset card shows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bids2hub.errors import BidsError
+from bids2hub.fsutil import atomic_path
+from bids2hub.layout import PREVIEW_TABLE as TABLE
+from bids2hub.layout import PREVIEW_THUMBNAIL as THUMBNAIL
+from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap
+
+#: Height of each slice in the thumbnails, pixels.
+DEFAULT_HEIGHT = 128
+IMAGE_TYPE_FIELDS = (("bytes", "binary"), ("path", "string"))
+_GAP = 2  # black pixels between the three slices
+_RED = np.array([255, 0, 0], dtype=np.float32)
+_ALPHA = 0.55
+
+
+# --- which columns ------------------------------------------------------------------------------
+
+
+def is_mask_column(col: Column) -> bool:
+    """True for an image column of masks (``suffix: mask``): drawn as an overlay."""
+    return col.kind in IMAGE_KINDS and col.select.get("suffix") == "mask"
+
+
+def thumbnail_columns(cmap: ColumnMap) -> list[Column]:
+    """The image columns that get a thumbnail (every image column but the masks)."""
+    return [c for c in cmap.image_columns() if not is_mask_column(c)]
+
+
+def preview_features(cmap: ColumnMap) -> dict[str, Any]:
+    """``datasets`` features of the preview table, in column order."""
+    feats: dict[str, Any] = {}
+    for col in cmap.columns:
+        if col.kind in ("subject", "session"):
+            feats[col.name] = {"dtype": "string", "_type": "Value"}
+        elif col.kind == "phenotype":
+            feats[col.name] = {"dtype": col.dtype, "_type": "Value"}
+    feats["mask_overlay"] = {"dtype": "bool", "_type": "Value"}
+    for col in thumbnail_columns(cmap):
+        feats[col.name] = {"_type": "Image"}
+    return feats
+
+
+def preview_schema(cmap: ColumnMap) -> Any:
+    """The Arrow schema of the preview table, with the ``huggingface`` metadata."""
+    import pyarrow as pa
+
+    image = pa.struct([pa.field(n, getattr(pa, t)()) for n, t in IMAGE_TYPE_FIELDS])
+    fields = []
+    for name, feat in preview_features(cmap).items():
+        if feat["_type"] == "Image":
+            fields.append(pa.field(name, image))
+        else:
+            fields.append(pa.field(name, pa.type_for_alias(feat["dtype"])))
+    meta = {"huggingface": json.dumps({"info": {"features": preview_features(cmap)}})}
+    return pa.schema(fields, metadata=meta)
+
+
+def preview_config() -> dict[str, Any]:
+    """The card's ``configs`` entry of the preview table."""
+    return {
+        "config_name": "preview",
+        "data_files": [{"split": "train", "path": TABLE.as_posix()}],
+    }
+
+
+def preview_section(repo_id: str | None, cmap: ColumnMap) -> list[str]:
+    """The card's Markdown about the preview: the thumbnail and how to see full volumes."""
+    repo = repo_id or "<owner>/<name>"
+    thumbs = thumbnail_columns(cmap)
+    first = thumbs[0] if thumbs else None
+    cell = (
+        ""
+        if first is None
+        else (f'["{first.name}"][0]' if first.kind == "images" else f'["{first.name}"]')
+    )
+    lines = [
+        "## Preview",
+        "",
+        f"![Three slices of a session, its lesion mask in red]({THUMBNAIL.as_posix()})",
+        "",
+        "The Hub's dataset viewer cannot decode NIfTI: pick the **`preview`** configuration "
+        f"(`{TABLE.as_posix()}`) to browse the sessions there. Each row has the ids, the "
+        "phenotype and one PNG per image column: a sagittal, a coronal and an axial slice "
+        "of the column's first run (its first volume when 4D), through the middle of the "
+        "volume, or through the lesion's centre with the lesion mask drawn in red when the "
+        "session has one.",
+        "",
+        "To look at the full volumes:",
+        "",
+        "- in a notebook, with `datasets` (each cell is a nibabel image):",
+        "",
+        "  ```python",
+        "  from datasets import load_dataset",
+        f'  row = next(iter(load_dataset("{repo}", split="train", streaming=True)))',
+    ]
+    if first is not None:
+        lines += [
+            f"  img = row{cell}",
+            "  from nilearn import plotting; plotting.view_img(img, bg_img=False)",
+        ]
+    lines += [
+        "  ```",
+        "",
+        "- with [NiiVue](https://github.com/niivue/niivue) in a browser (e.g. "
+        "[niivue.com/demos](https://niivue.com/demos/) or `ipyniivue` in a notebook): "
+        "cast a column to `Nifti(decode=False)` and save a cell's `bytes` as a `.nii.gz` "
+        "file to open;",
+        "- the workflow that built this dataset also writes `paper/viewer.html`, a "
+        "self-contained NiiVue page of one subject's b~1000 trace with its lesion mask "
+        "that opens from disk.",
+        "",
+    ]
+    return lines
+
+
+# --- PNG ----------------------------------------------------------------------------------------
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """A PNG of an (H, W, 3) uint8 array: 8-bit RGB, filter 0, zlib level 9, no metadata."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"need an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
+    h, w, _ = rgb.shape
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+# --- volumes and slices -------------------------------------------------------------------------
+
+
+def load_volume(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first 3D volume of a ``.nii``/``.nii.gz`` file's bytes, as RAS+ array and affine.
+
+    Only the first volume of a 4D image is read (the stream is decompressed up
+    to it, not further).
+    """
+    import nibabel as nib
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+    try:
+        stream: Any = io.BytesIO(data)
+        if data[:2] == b"\x1f\x8b":
+            stream = gzip.GzipFile(fileobj=stream)
+        img = nib.Nifti1Image.from_stream(stream)
+        proxy = img.dataobj
+        shape = img.shape
+        if len(shape) > 3:
+            vol = np.asanyarray(proxy[(..., *([0] * (len(shape) - 3)))])
+        else:
+            vol = np.asanyarray(proxy)
+        vol = np.asarray(vol, dtype=np.float32).reshape(shape[:3])
+        affine = img.affine
+    except Exception as exc:  # nibabel raises many kinds for a broken file
+        raise BidsError(f"{where}: cannot read the image for its thumbnail ({exc})") from None
+    ornt = io_orientation(affine)
+    canon = apply_orientation(vol, ornt)
+    return np.ascontiguousarray(canon), affine @ inv_ornt_aff(ornt, vol.shape)
+
+
+def _window(vol: np.ndarray) -> tuple[float, float]:
+    values = vol[np.isfinite(vol) & (vol != 0)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, [1.0, 99.5])
+    return float(lo), float(hi) if hi > lo else float(lo) + 1.0
+
+
+def _panel_coords(shape: Sequence[int], zooms: np.ndarray, axis: int, index: float, height: int):
+    """Voxel coordinates (3, H, W) of the pixels of one slice, physical aspect kept.
+
+    ``axis`` 0 sagittal (columns y, rows z), 1 coronal (x, z), 2 axial (x, y);
+    rows run from superior/anterior (top) down.
+    """
+    cols_axis, rows_axis = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+    extent_c = shape[cols_axis] * zooms[cols_axis]
+    extent_r = shape[rows_axis] * zooms[rows_axis]
+    width = max(1, round(height * extent_c / extent_r))
+    c = (np.arange(width) + 0.5) * shape[cols_axis] / width - 0.5
+    r = (np.arange(height)[::-1] + 0.5) * shape[rows_axis] / height - 0.5
+    coords = np.empty((3, height, width), dtype=np.float64)
+    coords[axis] = index
+    coords[cols_axis] = c[None, :]
+    coords[rows_axis] = r[:, None]
+    return coords
+
+
+def _sample(vol: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour values of ``vol`` at voxel ``coords``; 0 outside."""
+    idx = np.rint(coords).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < np.array(vol.shape)[:, None, None]), axis=0)
+    out = np.zeros(coords.shape[1:], dtype=vol.dtype)
+    out[inside] = vol[idx[0][inside], idx[1][inside], idx[2][inside]]
+    return out
+
+
+def _to_voxels(affine_from: np.ndarray, affine_to: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Map voxel ``coords`` of one grid onto the voxel coordinates of another, via world space."""
+    m = np.linalg.inv(affine_to) @ affine_from
+    flat = coords.reshape(3, -1)
+    return (m[:3, :3] @ flat + m[:3, 3:4]).reshape(coords.shape)
+
+
+def lesion_centre(mask: np.ndarray, affine: np.ndarray) -> np.ndarray | None:
+    """World coordinates of a mask's centre of mass, or None when it is empty."""
+    ijk = np.argwhere(mask > 0)
+    if ijk.size == 0:
+        return None
+    centre = ijk.mean(axis=0)
+    return affine[:3, :3] @ centre + affine[:3, 3]
+
+
+def render_thumbnail(
+    vol: np.ndarray,
+    affine: np.ndarray,
+    *,
+    mask: tuple[np.ndarray, np.ndarray] | None = None,
+    height: int = DEFAULT_HEIGHT,
+) -> np.ndarray:
+    """Three orthogonal slices of a RAS+ volume side by side, the mask (array, affine) in red.
+
+    The slices cross at the mask's centre when it has voxels, else at the middle.
+    """
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    centre = (np.array(vol.shape) - 1) / 2.0
+    if mask is not None:
+        world = lesion_centre(*mask)
+        if world is not None:
+            ijk = np.linalg.inv(affine) @ np.append(world, 1.0)
+            centre = np.clip(np.rint(ijk[:3]), 0, np.array(vol.shape) - 1)
+    lo, hi = _window(vol)
+    panels = []
+    for axis in (0, 1, 2):
+        coords = _panel_coords(vol.shape, zooms, axis, float(np.rint(centre[axis])), height)
+        grey = np.clip((_sample(vol, coords) - lo) / (hi - lo), 0.0, 1.0) * 255.0
+        rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+        if mask is not None:
+            inside = _sample(mask[0], _to_voxels(affine, mask[1], coords)) > 0
+            rgb[inside] = (1 - _ALPHA) * rgb[inside] + _ALPHA * _RED
+        panels.append(np.rint(rgb).astype(np.uint8))
+        panels.append(np.zeros((height, _GAP, 3), np.uint8))
+    return np.concatenate(panels[:-1], axis=1)
+
+
+# --- one session --------------------------------------------------------------------------------
+
+
+def _first_cell(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, list):
+        value = next((v for v in value if v is not None), None)
+    return value if isinstance(value, dict) and value.get("bytes") is not None else None
+
+
+def session_preview(
+    shard: Path, cmap: ColumnMap, *, height: int = DEFAULT_HEIGHT
+) -> dict[str, Any]:
+    """The preview row of one shard (ids, phenotype, a PNG per image column)."""
+    import pyarrow.parquet as pq
+
+    thumbs = thumbnail_columns(cmap)
+    masks = [c for c in cmap.image_columns() if is_mask_column(c)]
+    wanted = [
+        c.name
+        for c in cmap.columns
+        if c.kind in ("subject", "session", "phenotype") or c in thumbs or c in masks
+    ]
+    try:
+        pf = pq.ParquetFile(shard)
+        if pf.metadata.num_rows != 1:
+            raise BidsError(f"{shard}: {pf.metadata.num_rows} rows, a shard has one")
+        row = pf.read(columns=wanted).to_pylist()[0]
+    except (OSError, KeyError, ValueError) as exc:
+        raise BidsError(f"{shard}: cannot read the shard for its preview ({exc})") from None
+    stem = shard.name.removesuffix(".parquet")
+    mask = None
+    for col in masks:
+        cell = _first_cell(row[col.name])
+        if cell is not None:
+            mask = load_volume(cell["bytes"], f"{shard}: {cell['path']}")
+            break
+    out: dict[str, Any] = {}
+    for col in cmap.columns:
+        if col.kind in ("subject", "session", "phenotype"):
+            out[col.name] = row[col.name]
+    out["mask_overlay"] = mask is not None
+    for col in thumbs:
+        cell = _first_cell(row[col.name])
+        if cell is None:
+            out[col.name] = None
+            continue
+        vol, affine = load_volume(cell["bytes"], f"{shard}: {cell['path']}")
+        png = encode_png(render_thumbnail(vol, affine, mask=mask, height=height))
+        out[col.name] = {"bytes": png, "path": f"{stem}_{col.name}.png"}
+    return out
+
+
+def _write_table(table: Any, dest: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with atomic_path(dest) as tmp:
+        pq.write_table(
+            table,
+            tmp,
+            compression="none",  # PNG bytes are compressed already
+            use_dictionary=False,
+            write_statistics=False,
+            row_group_size=100,  # the viewer reads a row group at a time
+            store_schema=True,
+        )
+
+
+def write_session_preview(
+    shard: Path, cmap: ColumnMap, dest: Path, *, height: int = DEFAULT_HEIGHT
+) -> dict[str, Any]:
+    """Write the one-row preview table of a shard to ``dest`` (atomic, deterministic)."""
+    import pyarrow as pa
+
+    row = session_preview(Path(shard), cmap, height=height)
+    schema = preview_schema(cmap)
+    _write_table(pa.Table.from_pylist([row], schema=schema), Path(dest))
+    return row
+
+
+def build_preview_table(parts: Sequence[Path], cmap: ColumnMap, dest: Path, thumbnail: Path) -> int:
+    """Concatenate the sessions' preview rows (in the order given) into ``dest``.
+
+    Also writes ``thumbnail``: the first thumbnail with a mask drawn on it, else the
+    first thumbnail of the first session. Returns the number of rows.
+
+    Raises
+    ------
+    BidsError
+        No parts, or a part's columns differ from the column map's preview columns.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not parts:
+        raise BidsError("no session previews to put in the preview table")
+    schema = preview_schema(cmap)
+    tables = []
+    for part in parts:
+        t = pq.read_table(part)
+        if t.schema.names != schema.names:
+            raise BidsError(f"{part}: columns {t.schema.names} differ from {schema.names}; rerun")
+        tables.append(t.cast(schema))
+    table = pa.concat_tables(tables)
+    _write_table(table, Path(dest))
+    image_cols = [c.name for c in thumbnail_columns(cmap)]
+    chosen: bytes | None = None
+    for overlay_only in (True, False):
+        for row in table.select(["mask_overlay", *image_cols]).to_pylist():
+            if overlay_only and not row["mask_overlay"]:
+                continue
+            cell = next((row[c] for c in image_cols if row[c] is not None), None)
+            if cell is not None:
+                chosen = cell["bytes"]
+                break
+        if chosen is not None:
+            break
+    if chosen is None:
+        raise BidsError("no session has an image to show in the preview")
+    with atomic_path(Path(thumbnail)) as tmp:
+        tmp.write_bytes(chosen)
+    return table.num_rows
