@@ -65,6 +65,7 @@ bench: setup
 	python tests/benchmarks/bench_prepare_dwi.py
 	python tests/benchmarks/bench_validation.py
 	python tests/benchmarks/bench_workflow.py
+	python tests/benchmarks/bench_push.py
 
 clean:
 	rm -rf results demo .snakemake

@@ -14,7 +14,10 @@ sha256 (``lfs/<oid>``), regular files by their git blob id
 parent and the full file table) and the branch heads (``refs.json``).
 
 A test steers it through :class:`Faults` (fail commits after N, 429 with
-Retry-After, 5xx, ...) and reads :attr:`HubServer.requests` and
+Retry-After, 5xx, ...) and a commits-per-hour limit per repository like the Hub's
+(``commits_per_hour``: a commit beyond it within a sliding hour is answered 429 with
+``Retry-After`` = the seconds until the oldest commit of the window is an hour old;
+``clock`` can be a test's clock), and reads :attr:`HubServer.requests` and
 :meth:`HubServer.commits` to count what happened.
 """
 
@@ -29,7 +32,9 @@ import re
 import secrets
 import tempfile
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -146,6 +151,11 @@ class HubServer:
         and the suffixes of the Hub's default ``.gitattributes``).
     page_size
         Entries per page of the tree listing (pagination via ``Link`` headers).
+    commits_per_hour
+        Most commits a repository takes in any hour (None: no limit); the Hub's is
+        seen at 128-320.
+    clock
+        Seconds, monotonic, for the commit limit's window.
     """
 
     def __init__(
@@ -156,6 +166,8 @@ class HubServer:
         user: str = "user",
         lfs_threshold: int = 10 * 1024 * 1024,
         page_size: int = 1000,
+        commits_per_hour: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -163,6 +175,9 @@ class HubServer:
         self.user = user
         self.lfs_threshold = lfs_threshold
         self.page_size = page_size
+        self.commits_per_hour = commits_per_hour
+        self.clock = clock
+        self.commit_times: dict[str, list[float]] = {}  # repository -> times of its commits
         self.faults = Faults()
         self.requests: list[Request] = []
         self.unknown: list[str] = []  # requests for endpoints the server does not implement
@@ -245,6 +260,10 @@ class HubServer:
         (d / "meta.json").write_text(json.dumps({"private": private}))
         return repo
 
+    def commits_times_of(self, key: str) -> list[float]:
+        """Times (``clock``) of the commits counted against a repository's hourly limit."""
+        return self.commit_times.get(key, [])
+
     def store_upload(self, repo: _Repo, oid: str, fh: Any, length: int | None) -> bool:
         """Stream an LFS object to disk; keep it only if its sha256 is ``oid``."""
         h = hashlib.sha256()
@@ -291,13 +310,19 @@ def _body_chunks(fh: Any, length: int | None, size: int = 1 << 20):
 
 class _HttpError(Exception):
     def __init__(
-        self, status: int, message: str, code: str | None = None, extra: dict | None = None
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        extra: dict | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.extra = extra or {}
+        self.headers = headers or {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -357,7 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
     def _error(self, exc: _HttpError, head_only: bool = False) -> None:
-        headers = {"X-Error-Message": exc.message}
+        headers = {"X-Error-Message": exc.message, **exc.headers}
         if exc.code:
             headers["X-Error-Code"] = exc.code
         self._send(exc.status, {"error": exc.message, **exc.extra}, headers, head_only)
@@ -746,6 +771,7 @@ class _Handler(BaseHTTPRequestHandler):
                 made = len(repo.history(head["id"])) - 1
                 if f.fail_commits_after is not None and made >= f.fail_commits_after:
                     raise _HttpError(f.fail_commit_status, "injected commit failure")
+            self._rate_limit_commit(repo)
             if not lines or lines[0].get("key") != "header":
                 raise _HttpError(400, "the first line must be the commit header")
             header = lines[0]["value"]
@@ -789,6 +815,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(
             200, {"success": True, "commitOid": oid, "commitUrl": url, "pullRequestUrl": None}
         )
+
+    def _rate_limit_commit(self, repo: _Repo) -> None:
+        """Count a commit against the hourly limit, or answer 429 with Retry-After."""
+        limit = self.hub.commits_per_hour
+        if limit is None:
+            return
+        with self.hub.lock:
+            now = self.hub.clock()
+            key = f"{repo.repo_type}/{repo.repo_id}"
+            times = [t for t in self.hub.commits_times_of(key) if now - t < 3600.0]
+            if len(times) >= limit:
+                wait = max(1, int(3600.0 - (now - times[0]) + 0.999))
+                self.hub.commit_times[key] = times
+                raise _HttpError(
+                    429,
+                    f"You have exceeded the rate limit for repository commits ({limit} per hour); "
+                    f"retry in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            self.hub.commit_times[key] = [*times, now]
 
     def _branch(self, repo: _Repo, branch: str) -> None:
         body = self._json_body() if self._length() else {}

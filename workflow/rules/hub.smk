@@ -68,6 +68,8 @@ rule dataset_card:
 
 
 # Login nodes have the network, compute nodes often not: run it where Snakemake runs.
+# Its progress (bytes, files, ETA) goes to the console and to the log (tee; Snakemake's
+# shell runs with pipefail, so a failed push still fails the rule).
 # The receipt is written only after the remote was verified, so an incomplete
 # push reruns; any changed file of hub/ reruns it too (and uploads only that).
 rule push_to_hub:
@@ -95,4 +97,4 @@ rule push_to_hub:
         hash_cache=f"{OUT}/work/hub/local-hashes.json",
     shell:
         "python -m bids2hub push --hub-dir {params.hub:q} --options {params.options:q}"
-        " --receipt {output.receipt:q} --hash-cache {params.hash_cache:q} > {log:q} 2>&1"
+        " --receipt {output.receipt:q} --hash-cache {params.hash_cache:q} 2>&1 | tee {log:q}"

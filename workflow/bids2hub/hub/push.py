@@ -51,6 +51,7 @@ from bids2hub import __version__
 from bids2hub.config import schema_defaults
 from bids2hub.errors import ConfigError, HubError
 from bids2hub.fsutil import atomic_path, cached_sha256, stat_key
+from bids2hub.hub.progress import PushProgress, counting_add
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -541,18 +542,20 @@ def commit_batch(
     deletions: list[str],
     number: tuple[int, int],
     sleep: Callable[[float], None] = time.sleep,
+    progress: PushProgress | None = None,
 ) -> str | None:
     """Commit one batch (uploads and deletions); the new commit id, or None if nothing was due.
 
     A retried commit first re-lists the remote: a commit whose answer was lost may
-    have landed, and only what is still missing is committed again.
+    have landed, and only what is still missing is committed again. The uploads
+    report the bytes they read to ``progress``.
 
     Raises
     ------
     HubError
         The commit failed, or a file changed on disk while it was pushed.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub import CommitOperationDelete
 
     i, n = number
 
@@ -566,7 +569,7 @@ def commit_batch(
             return None
         ops: list[Any] = []
         for f in pending:
-            op = CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.abs))
+            op = counting_add(f.path, str(f.abs), progress)
             op.upload_info.sha256 = bytes.fromhex(f.sha256)  # hashed once, in hash_local
             ops.append(op)
         ops += [CommitOperationDelete(path_in_repo=p) for p in gone]
@@ -597,8 +600,11 @@ def commit_batches(
     partial: Path,
     previous: list[str],
     sleep: Callable[[float], None] = time.sleep,
+    progress: PushProgress | None = None,
 ) -> list[str]:
     """Make the plan's commits in order, recording each in the partial receipt.
+
+    ``progress`` (optional) is told of the bytes uploaded and of each commit.
 
     ``previous`` are the commits an interrupted earlier run recorded there; they stay
     in the record.
@@ -614,11 +620,13 @@ def commit_batches(
     n = len(plan.batches)
     for i, batch in enumerate(plan.batches, 1):
         deletions = plan.to_delete if i == n else []
-        oid = commit_batch(api, options, batch, deletions, (i, n), sleep)
+        oid = commit_batch(api, options, batch, deletions, (i, n), sleep, progress)
         if oid and oid != current:
             commits.append(oid)
             current = oid
         log.info("commit %d/%d: %d file(s) -> %s", i, n, len(batch), oid or current)
+        if progress is not None:
+            progress.commit_done(len(batch), sum(f.size for f in batch))
         _write_json(
             partial,
             {
@@ -703,6 +711,7 @@ def push_folder(
     token: str | None = None,
     endpoint: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    progress_interval_s: float = 5.0,
 ) -> PushResult:
     """Push ``folder`` to ``options.repo_id`` and write the receipt after verification.
 
@@ -728,6 +737,9 @@ def push_folder(
         Hub endpoint; default ``HF_ENDPOINT`` or huggingface.co.
     sleep
         How to wait between retries (tests record the waits).
+    progress_interval_s
+        Least seconds between two progress lines (bytes, files, ETA) while uploading;
+        one also follows every commit (:mod:`bids2hub.hub.progress`).
 
     Raises
     ------
@@ -742,7 +754,10 @@ def push_folder(
     ensure_repo(api, options, sleep)
     plan = plan_push(local, list_remote(api, options), options)
     previous = _read_json(partial).get("commits", [])
-    commits = commit_batches(api, plan, options, partial, previous, sleep)
+    progress = PushProgress(
+        sum(f.size for f in plan.changed), len(plan.changed), interval_s=progress_interval_s
+    )
+    commits = commit_batches(api, plan, options, partial, previous, sleep, progress)
     remote = verify_remote(api, local, options)
     head = remote_head(api, options, sleep)
     data = receipt_data(plan, remote, options, head=head, commits=[*previous, *commits])
