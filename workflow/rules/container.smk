@@ -12,10 +12,6 @@ DEEPISLES_IMAGE = str(_deepisles.image_path(SETUP.config))
 DEEPISLES_RECEIPT = f"{OUT}/containers/deepisles-image.json"
 
 
-localrules:
-    pull_deepisles_image,
-
-
 rule pull_deepisles_image:
     output:
         receipt=DEEPISLES_RECEIPT,
@@ -23,6 +19,7 @@ rule pull_deepisles_image:
         f"{OUT}/logs/pull_deepisles_image/pull_deepisles_image.log",
     benchmark:
         f"{OUT}/benchmarks/pull_deepisles_image/pull_deepisles_image.tsv"
+    localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:

@@ -5,14 +5,16 @@
 #   the segmentation stage exists) lists the sessions that get a mask;
 #   without it there is no masks table and no `masks` config in the card.
 # - counts: when the rule `write_validation_report` is defined (include validate.smk
-#   before this file), the card reads validation/report.json's counts.
+#   before this file), the card reads validation/report.json's counts. Asked of
+#   `rules` (this workflow's own names, also when it is a module whose rules are
+#   renamed by `use rule * from ... as prefix_*`), not of workflow.is_rule.
 import json
 
 from bids2hub.hub.publish import HubPlan
 
 try:
     HUB = HubPlan.from_setup(
-        SETUP, has_validation_report=workflow.is_rule("write_validation_report")
+        SETUP, has_validation_report=rules.has("write_validation_report")
     )
 except Bids2HubError as exc:
     sys.exit(f"bids2hub: error: {exc}")

@@ -47,7 +47,7 @@ def paper_git(wildcards=None):
     """The code's commit ('' outside a git checkout): a new commit rewrites provenance.json.
 
     Asked only when the provenance job is scheduled, not on every parse."""
-    return git_commit(Path(workflow.basedir)) or ""
+    return (git_commit(Path(WORKFLOW_DIR)) if WORKFLOW_DIR else "") or ""
 
 
 if PAPER.enabled and workflow.is_main_process:
