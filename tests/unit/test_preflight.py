@@ -61,6 +61,12 @@ def test_push_without_a_token_fails_before_the_run(
     assert "hub.push is true but no Hugging Face token" in msg and "HF_TOKEN" in msg
     assert "\n" not in msg
     assert missing_setup(PUSH, viewer=False, tools_in_job_env=True, environ={"HF_TOKEN": "x"}) == []
+    # Pushed from here before: `snakemake --report` or a no-op rerun needs no token.
+    receipt = tmp_path / ".push-receipt.json"
+    opts = {"viewer": False, "tools_in_job_env": True, "environ": no_token}
+    assert missing_setup(PUSH, **opts, push_receipt=receipt) != []
+    receipt.write_text("{}")
+    assert missing_setup(PUSH, **opts, push_receipt=receipt) == []
 
 
 def test_token_sources(tmp_path: Path, no_token: dict[str, str]) -> None:

@@ -50,6 +50,7 @@ def missing_setup(
     tools_in_job_env: bool,
     environ: dict[str, str] | None = None,
     niivue_manifest: Path | None = None,
+    push_receipt: Path | None = None,
 ) -> list[str]:
     """What the run would miss at its end, one clause each (empty: nothing).
 
@@ -66,6 +67,9 @@ def missing_setup(
         The environment to look for a Hub token in (default ``os.environ``).
     niivue_manifest
         The bundle's manifest (default: the package's ``data/niivue.json``).
+    push_receipt
+        ``hub/.push-receipt.json``: when it exists, a token pushed from here before, and
+        what does not push again (``snakemake --report``, a no-op rerun) needs none.
     """
     problems: list[str] = []
     if viewer:
@@ -83,7 +87,8 @@ def missing_setup(
             validator_executable()
         except Bids2HubError as exc:
             problems.append(f"the BIDS validator cannot run: {exc}")
-    if config.get("hub", {}).get("push") and not hub_token_available(environ):
+    pushed = push_receipt is not None and Path(push_receipt).is_file()
+    if config.get("hub", {}).get("push") and not pushed and not hub_token_available(environ):
         problems.append(
             "hub.push is true but no Hugging Face token is set: export HF_TOKEN (a write "
             "token) or run 'hf auth login' first (the push is the run's last step)"
