@@ -7,6 +7,7 @@ import ast
 import importlib.metadata
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,13 @@ def test_every_dependency_has_a_lower_bound() -> None:
     assert project.python.startswith(">=")
     for dep in project.dependencies:
         assert ">=" in dep.spec, dep
+    extras = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    for name, deps in extras.items():
+        for text in deps:
+            if not text.startswith("neuroimaging-go-brrrr["):  # the package's own extras
+                assert ">=" in text, (name, text)
     text = ENV_FILE.read_text(encoding="utf-8")
     entries = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")]
     pinned = [e for e in entries if e not in ("conda-forge", "nodefaults", "pip:")]
