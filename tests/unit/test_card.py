@@ -118,6 +118,45 @@ def test_card_without_report_or_masks(tmp_path: Path) -> None:
     assert "DeepISLES" not in card
 
 
+def test_card_says_which_masks_exist_how_many_are_empty_and_how_well_they_agree(
+    tmp_path: Path,
+) -> None:
+    """SOOP: acute and combined expert masks, one flagged empty DeepISLES mask."""
+    from bids2hub.segment.qc import QcRow, qc_table
+
+    base = _inputs(tmp_path, report=True, masks=True)
+    columns = tmp_path / "soop.json"
+    columns.write_text(load_map(CHECKOUT / "config/datasets/ds004889.yaml").to_json())
+    qc = tmp_path / "segmentation.tsv"
+    qc.write_text(
+        qc_table(
+            [
+                QcRow("1", "", "deepisles", 10.0, 12.0, 0.8, "lesionAcute", (("lesion", 0.7),)),
+                QcRow("2", "", "deepisles", 8.0, 8.0, 0.9, "lesionAcute", (("lesion", 0.9),)),
+                QcRow("1002", "", "deepisles", 0.0),
+            ]
+        )
+    )
+    inputs = load_card_inputs(
+        bids_description=tmp_path / "dataset_description.json",
+        columns=columns,
+        repo_id="org/soop",
+        n_subjects=3,
+        n_sessions=3,
+        masks_description=tmp_path / "masks_description.json",
+        n_masks=3,
+        qc=qc,
+    )
+    card = render_card(inputs)
+    section = card.split("## Lesion masks and their agreement")[1].split("## Columns")[0]
+    assert "Stroke Outcome Optimization Project (SOOP): 3 predicted mask(s)" in section
+    assert "1 empty, 1 flagged for review" in section
+    assert "(primary first): `desc-lesionAcute`, `desc-lesion`." in section
+    assert "| desc-lesionAcute | 2 | 0.850 | 0.825-0.875 |" in section
+    assert "| desc-lesion | 2 | 0.800 | 0.750-0.850 |" in section
+    assert "## Lesion masks and their agreement" not in render_card(base)  # no QC table given
+
+
 def test_card_is_deterministic(tmp_path: Path) -> None:
     a = render_card(_inputs(tmp_path, report=True, masks=True))
     b = render_card(_inputs(tmp_path, report=True, masks=True))

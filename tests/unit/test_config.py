@@ -15,8 +15,10 @@ def test_defaults_filled_in() -> None:
         "min_image_bytes": 1 << 30,
         "fast": False,
         "skull_strip": False,
+        "brain_extract": False,
     }
     assert cfg["segment"]["session"] == "earliest"
+    assert cfg["segment"]["allow_any_shell"] is False
     assert cfg["hub"]["push"] is False and cfg["hub"]["repo_id"] is None
     assert cfg["hub"]["private"] is True and cfg["hub"]["revision"] == "main"
     assert cfg["hub"]["retry"]["max_attempts"] == 5 and cfg["hub"]["delete_remote"] is False

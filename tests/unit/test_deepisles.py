@@ -154,11 +154,17 @@ def test_run_builds_the_exact_command_and_moves_the_mask(
 
     (argv,) = double.calls("exec")
     bind = argv[3]
-    stage = Path(bind.split(":")[0])
-    assert bind == f"{stage}:/app/data"
+    stage = Path(bind.split(":")[0]).parent
+    assert bind == f"{stage}/data:/app/data"
     assert stage.parent == out.parent and stage.name.startswith(f".{out.name}.deepisles-")
+    # SEALS' writable folders each get a scratch folder of the job (not the 64 MiB tmpfs).
+    seals = [
+        a
+        for sub in ("data", "test_result", "test_result_recover", "test_ensemble")
+        for a in ("--bind", f"{stage}/seals/{sub}:/app/src/SEALS/{sub}")
+    ]
     assert argv == [
-        "exec", "--nv", "--bind", bind, "--writable-tmpfs", "--cleanenv", "--pwd", "/app",
+        "exec", "--nv", "--bind", bind, *seals, "--writable-tmpfs", "--cleanenv", "--pwd", "/app",
         str(sif), "bash", "-c",
         "source activate isles_ensemble && python main.py"
         " --dwi_file_name dwi.nii.gz --adc_file_name adc.nii.gz",
@@ -190,8 +196,9 @@ def test_run_passes_flair_fast_skull_strip_and_the_gpu(
         sif, inputs["dwi"], inputs["adc"], inputs["flair"], out, fast=True, skull_strip=True
     )
     (argv,) = double.calls("exec")
-    assert argv[4:9] == ["--writable-tmpfs", "--cleanenv", "--pwd", "/app", "--env"]
-    assert argv[9:11] == ["CUDA_VISIBLE_DEVICES=1", str(sif)]
+    at = argv.index("--writable-tmpfs")
+    assert argv[at : at + 5] == ["--writable-tmpfs", "--cleanenv", "--pwd", "/app", "--env"]
+    assert argv[at + 5 : at + 7] == ["CUDA_VISIBLE_DEVICES=1", str(sif)]
     assert argv[-1] == (
         "source activate isles_ensemble && python main.py --dwi_file_name dwi.nii.gz"
         " --adc_file_name adc.nii.gz --flair_file_name flair.nii.gz --fast --skull_strip"
@@ -208,8 +215,9 @@ def test_run_with_a_sandbox_and_uncompressed_inputs(
     out = _out(tmp_path)
     deepisles.run_deepisles(sandbox, dwi, inputs["adc"], None, out, fast=False)
     (argv,) = double.calls("exec")
-    assert argv[8] == str(sandbox)
-    assert "--dwi_file_name dwi.nii --adc_file_name adc.nii.gz" in argv[-1]
+    assert argv[-4] == str(sandbox)
+    # Staged as gzip under a .nii.gz name: DeepISLES' nibabel 4.0.2 rejects anything else.
+    assert "--dwi_file_name dwi.nii.gz --adc_file_name adc.nii.gz" in argv[-1]
     assert np.array_equal(np.asarray(nib.load(out).dataobj), _expected_mask(inputs, tmp_path))
 
 
@@ -462,7 +470,7 @@ def _exec_argv(stage: Path, image: Path, **change: object) -> list[str]:
         ({"tmpfs": []}, "--writable-tmpfs missing"),
         ({"clean": []}, "--cleanenv missing"),
         ({"pwd": ["--pwd", "/"]}, "--pwd must be /app"),
-        ({"bind": ["--bind", "STAGE:/data"]}, "does not map to /app/data"),
+        ({"bind": ["--bind", "STAGE:/data"]}, "expected one --bind SRC:/app/data"),
         ({"bind": ["--bind", "/nonexistent:/app/data"]}, "not an existing absolute folder"),
         ({"bind": []}, "expected one --bind"),
         ({"line": "python main.py --dwi_file_name dwi.nii.gz"}, "must start with"),
@@ -513,3 +521,211 @@ def test_the_double_checks_pull_and_inspect(
     proc = subprocess.run(["singularity", *argv], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "new.sif").exists()
+
+
+# ------------------------------------------- DeepISLES' own behaviour, caught or avoided
+
+
+def _seals_inputs(tmp_path: Path, fov_mm: float = 72.0) -> dict[str, Path]:
+    """A SOOP-shaped subject's staged trace and ADC (mm^2/s), as prepare_dwi writes them."""
+    from bids2hub.index.manifest import load_index
+    from bids2hub.segment.plan import FactCache, plan_segmentation
+    from bids2hub.segment.prepare import prepare_dwi
+
+    from tests.soop import write_soop_like_tree
+
+    root = write_soop_like_tree(tmp_path / f"soop-{fov_mm:g}", subjects=["2"], fov_mm=fov_mm)
+    manifest, _ = load_index(root, tmp_path / f"idx-{fov_mm:g}" / "manifest.parquet")
+    plan = plan_segmentation(manifest, ["2"], "earliest", FactCache(manifest, None))
+    work = tmp_path / f"work-{fov_mm:g}"
+    prepare_dwi(root, plan["targets"]["2"], work)
+    return {"dwi": work / "dwi.nii.gz", "adc": work / "adc.nii.gz"}
+
+
+def _double_exec(
+    stage: Path, sif: Path, line_extra: str = "", seals: bool = True
+) -> subprocess.CompletedProcess:
+    binds = ["--bind", f"{stage}:/app/data"]
+    if seals:
+        for sub in deepisles.SEALS_WRITABLE:
+            (stage.parent / sub).mkdir(exist_ok=True)
+            binds += ["--bind", f"{stage.parent / sub}:{deepisles.SEALS_DIR}/{sub}"]
+    line = (
+        "source activate isles_ensemble && python main.py"
+        f" --dwi_file_name dwi.nii.gz --adc_file_name adc.nii.gz{line_extra}"
+    )
+    argv = ["exec", "--nv", *binds, "--writable-tmpfs", "--cleanenv", "--pwd", "/app",
+            str(sif), "bash", "-c", line]  # fmt: skip
+    return subprocess.run(["singularity", *argv], capture_output=True, text=True, check=False)
+
+
+def _stage_copy(inputs: dict[str, Path], folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for kind in ("dwi", "adc"):
+        (folder / f"{kind}.nii.gz").write_bytes(inputs[kind].read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["seals-gpu", "seals-oom"])
+def test_a_silent_seals_failure_gives_an_all_zero_mask_with_exit_0(
+    double: Double, inputs: dict[str, Path], sif: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, mode: str,
+) -> None:  # fmt: skip
+    """(a) As DeepISLES: SEALS' output is hidden, its exit ignored, an all-zero mask written.
+    Nothing in the output tells: the mask passes, and the QC flags it (test_qc, the report,
+    the card)."""
+    monkeypatch.setenv("SINGULARITY_DOUBLE_EXEC", mode)
+    out = _out(tmp_path)
+    log = io.StringIO()
+    deepisles.run_deepisles(sif, inputs["dwi"], inputs["adc"], None, out, fast=True, log=log)
+    assert not np.asarray(nib.load(out).dataobj).any()
+    assert "exit status 0" in log.getvalue()
+    from bids2hub.segment.qc import FLAG_EMPTY_DEEPISLES, qc_subject
+
+    assert qc_subject("1", "", "deepisles", out, None).flag == FLAG_EMPTY_DEEPISLES
+
+
+@pytest.mark.parametrize(
+    ("mode", "flair", "shown"),
+    [
+        ("seals-unwritable", False, "Read-only file system"),
+        ("seals-gpu", True, "no kernel image is available"),  # NVAUTO's traceback is not hidden
+        ("seals-oom", True, "CUDA out of memory"),
+    ],
+)
+def test_a_failure_signature_in_the_output_fails_the_job_with_its_tail(
+    double: Double, inputs: dict[str, Path], sif: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, mode: str, flair: bool, shown: str,
+) -> None:  # fmt: skip
+    """(a) Exit 0 and an all-zero mask, but the output shows the failure: the job fails."""
+    monkeypatch.setenv("SINGULARITY_DOUBLE_EXEC", mode)
+    out = _out(tmp_path)
+    with pytest.raises(SegmentationError, match=r"exited 0 .* but its output shows a failure") as e:
+        deepisles.run_deepisles(
+            sif, inputs["dwi"], inputs["adc"], inputs["flair"] if flair else None, out, fast=False
+        )
+    assert shown in str(e.value) and not out.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == []  # staging removed
+
+
+def test_a_256_mm_axis_wraps_seals_grid_so_the_staged_images_are_cropped(
+    double: Double, sif: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(b) SEALS' uint8 1 mm grid: 32 voxels x 8 mm = 256 -> 0. The double gives an all-zero
+    mask on such a grid; run_deepisles crops to the brain and pastes the mask back."""
+    from bids2hub.segment.qc import dice
+
+    from tests.soop import soop_truth
+
+    monkeypatch.setenv("SINGULARITY_DOUBLE_SEGMENTER", "bids2hub.segment.run:segment_threshold")
+    wide = _seals_inputs(tmp_path, fov_mm=256.0)
+    assert nib.load(wide["dwi"]).shape[0] * nib.load(wide["dwi"]).header.get_zooms()[0] == 256
+    stage = _stage_copy(wide, tmp_path / "raw-stage" / "input")
+    proc = _double_exec(stage, sif)
+    assert proc.returncode == 0, proc.stderr
+    assert not np.asarray(nib.load(stage / "results/lesion_msk.nii.gz").dataobj).any()
+
+    out = _out(tmp_path)
+    log = io.StringIO()
+    deepisles.run_deepisles(sif, wide["dwi"], wide["adc"], None, out, fast=True, log=log)
+    mask = nib.load(out)
+    ref = nib.load(wide["dwi"])
+    assert mask.shape == ref.shape and np.allclose(mask.affine, ref.affine)
+    truth = soop_truth("2", 256.0)["acute"]
+    assert dice(np.asarray(mask.dataobj) > 0, truth) > 0.7
+    assert "cropped to the brain" in log.getvalue()
+    (argv,) = [a for a in double.calls("exec") if "--pwd" in a][-1:]
+    assert "dwi.nii.gz" in argv[-1]
+
+
+def test_crop_box_keeps_every_axis_under_256_mm() -> None:
+    brain = np.zeros((40, 40, 10), bool)
+    brain[5:35, 8:30, 2:8] = True  # 30 x 22 voxels of 8 mm: 240 x 176 mm
+    box = deepisles.crop_box(brain, (8.0, 8.0, 6.0), "x.nii.gz")
+    assert all((hi - lo) * z < 256 for (lo, hi), z in zip(box, (8.0, 8.0, 6.0), strict=True))
+    assert box[1] == (6, 32) and box[2] == (0, 10)  # 10 mm margin: 2 voxels of 8 mm
+    brain[:, :, :] = True
+    with pytest.raises(SegmentationError, match=r"x\.nii\.gz: the brain spans 320 mm along axis 0"):
+        deepisles.crop_box(brain, (8.0, 8.0, 6.0), "x.nii.gz")
+
+
+def test_an_uncompressed_nii_gz_and_skull_strip_without_flair_crash_deepisles(
+    double: Double, inputs: dict[str, Path], sif: Path, tmp_path: Path
+) -> None:
+    """(c) The double crashes as DeepISLES does; run_deepisles never lets either happen."""
+    stage = _stage_copy(inputs, tmp_path / "s1" / "input")
+    nib.save(nib.load(inputs["dwi"]), tmp_path / "plain.nii")
+    (stage / "dwi.nii.gz").write_bytes((tmp_path / "plain.nii").read_bytes())  # .nii bytes
+    proc = _double_exec(stage, sif)
+    assert proc.returncode == 1 and "BadGzipFile" in proc.stderr
+    stage = _stage_copy(inputs, tmp_path / "s2" / "input")
+    proc = _double_exec(stage, sif, " --skull_strip")
+    assert proc.returncode == 1 and "'str' object has no attribute 'get_fdata'" in proc.stderr
+
+    out = _out(tmp_path)
+    with pytest.raises(SegmentationError, match="--skull_strip needs a FLAIR"):
+        deepisles.run_deepisles(
+            sif, inputs["dwi"], inputs["adc"], None, out, fast=True, skull_strip=True
+        )
+    assert len(double.calls("exec")) == 2  # refused before any container call
+    deepisles.run_deepisles(sif, tmp_path / "plain.nii", inputs["adc"], None, out, fast=True)
+    assert out.is_file()  # staged as gzip
+
+
+def test_parse_time_error_for_skull_strip_without_flair() -> None:
+    from bids2hub.errors import ConfigError
+    from bids2hub.segment.plan import check_skull_strip
+
+    plan = {"targets": {"1": {"flair": "sub-1/anat/sub-1_FLAIR.nii.gz"}, "2": {"flair": None}}}
+    config = {"segment": {"backend": "deepisles", "deepisles": {"skull_strip": True}}}
+    with pytest.raises(
+        ConfigError, match=r"skull_strip.*1 segmented subject\(s\) have none \(sub-2\)"
+    ):
+        check_skull_strip(config, plan)
+    check_skull_strip(
+        {"segment": {"backend": "threshold", "deepisles": {"skull_strip": True}}}, plan
+    )
+    del plan["targets"]["2"]
+    check_skull_strip(config, plan)
+
+
+def test_seals_writes_exceed_the_tmpfs_cap_unless_its_folders_are_bound(
+    double: Double, inputs: dict[str, Path], sif: Path, tmp_path: Path
+) -> None:
+    """(d) The double enforces the 64 MiB --writable-tmpfs cap on what SEALS writes (96 MiB):
+    without binds an all-zero mask (exit 0); run_deepisles binds scratch folders, then
+    removes them."""
+    stage = _stage_copy(inputs, tmp_path / "nobind" / "input")
+    proc = _double_exec(stage, sif, seals=False)
+    assert proc.returncode == 0, proc.stderr
+    assert not np.asarray(nib.load(stage / "results/lesion_msk.nii.gz").dataobj).any()
+    stage = _stage_copy(inputs, tmp_path / "bound" / "input")
+    proc = _double_exec(stage, sif)
+    assert (
+        proc.returncode == 0
+        and np.asarray(nib.load(stage / "results/lesion_msk.nii.gz").dataobj).any()
+    )
+    assert (tmp_path / "bound" / "test_result" / "seals-footprint.bin").is_file()
+
+    out = _out(tmp_path)
+    deepisles.run_deepisles(sif, inputs["dwi"], inputs["adc"], None, out, fast=True)
+    assert np.array_equal(np.asarray(nib.load(out).dataobj), _expected_mask(inputs, tmp_path))
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # scratch removed
+
+
+def test_brain_extraction_zeroes_the_staged_background(tmp_path: Path) -> None:
+    """(f) Optional: the staged trace and ADC are zero outside the brain; GeneratedBy says so."""
+    from bids2hub.segment.run import generated_by
+
+    staged_in = _seals_inputs(tmp_path)
+    for extract in (False, True):
+        stage = tmp_path / f"stage-{extract}"
+        stage.mkdir()
+        result = deepisles.stage_inputs(staged_in, stage, brain_extract=extract)
+        assert result.names == {"dwi": "dwi.nii.gz", "adc": "adc.nii.gz"} and result.box is None
+        trace = nib.load(stage / "dwi.nii.gz").get_fdata()
+        corner = trace[:3, :3, :].ravel()
+        assert (corner == 0).all() == extract
+    entry = generated_by("deepisles", container_uri=PINNED_URI, brain_extract=True)[1]
+    assert entry["BrainExtraction"] is True and "brain-extracted" in entry["Description"]
+    assert generated_by("deepisles", container_uri=PINNED_URI)[1]["BrainExtraction"] is False

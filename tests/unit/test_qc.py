@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from bids2hub.segment.qc import (
     COLUMNS,
+    FLAG_EMPTY_DEEPISLES,
+    FLAG_MISSED,
     QcRow,
     dice,
     qc_subject,
@@ -74,5 +76,15 @@ def test_qc_subject_and_table(tmp_path: Path) -> None:
     rows = list(csv.reader(text.splitlines(), delimiter="\t"))
     assert tuple(rows[0]) == COLUMNS
     assert [r[0] for r in rows[1:]] == ["sub-M1", "sub-M3", "sub-M10"]  # natural order
-    assert rows[1] == ["sub-M1", "ses-2", "threshold", "0.512", "0.384", "0.8571", "0.128"]
-    assert rows[3] == ["sub-M10", "", "threshold", "0.512", "", "", ""]
+    assert rows[1] == ["sub-M1", "ses-2", "threshold", "0.512", "0.384", "0.8571", "0.128",
+                       "lesion", "", "lesion", "", ""]  # fmt: skip
+    assert rows[3] == ["sub-M10", "", "threshold", "0.512", "", "", "", "lesion", "", "", "", ""]
+    # An empty DeepISLES mask is a status and a flag (SEALS failures look like it).
+    assert rows[2][7:9] == ["empty", FLAG_EMPTY_DEEPISLES]
+    nib.save(_img(np.zeros_like(pred), affine), tmp_path / "none.nii.gz")
+    missed = qc_subject(
+        "M4", "", "threshold", tmp_path / "none.nii.gz", tmp_path / "expert.nii.gz",
+        expert_desc="lesionAcute", others={"lesion": tmp_path / "expert.nii.gz"}, adc_unit="mm2/s",
+    )  # fmt: skip
+    cells = missed.cells()
+    assert cells[7:] == ["empty", FLAG_MISSED, "lesionAcute", "lesion=0.0000", "mm2/s"]

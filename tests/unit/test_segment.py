@@ -129,7 +129,7 @@ def test_segment_subject_keeps_failures_out_of_the_derivatives(tmp_path: Path) -
     calls = []
 
     def container_writes(data: np.ndarray | None):
-        def run(img, d, a, f, result, *, fast, skull_strip, log):
+        def run(img, d, a, f, result, *, fast, skull_strip, brain_extract, log):
             calls.append((img, d, a, f, fast, skull_strip))
             if data is not None:
                 _save(result, data)
@@ -176,7 +176,7 @@ def test_segment_subject_works_in_the_scratch_dir_and_clears_a_killed_runs_lefto
     (stale / "lesion_msk.nii.gz").write_bytes(b"half")
     seen = []
 
-    def container(img, d, a, f, result, *, fast, skull_strip, log):
+    def container(img, d, a, f, result, *, fast, skull_strip, brain_extract, log):
         seen.append(Path(result).parent)
         assert not stale.exists()
         _save(result, (adc < 0.5e-3).astype(np.uint8))

@@ -120,6 +120,26 @@ def test_excluded_subjects_are_listed_with_their_reason(checked_run, tmp_path: P
     ]
     assert report["status"] == "pass"
     assert "no DWI run with a b~1000 shell" in render(report)
+    assert report["segmentation"]["masks"] is None  # no QC table given
+
+
+def test_empty_masks_are_flagged_in_the_report(checked_run, tmp_path: Path) -> None:
+    """An all-zero DeepISLES mask (what a failed SEALS leaves, with exit 0) is never silent."""
+    from bids2hub.segment.qc import FLAG_EMPTY_DEEPISLES, QcRow, qc_table
+
+    manifest, cmap, out = checked_run
+    plan = tmp_path / "segmentation.json"
+    plan.write_text(json.dumps({"targets": {"M2105": {"session": "964"}}, "excluded": {}}))
+    qc = tmp_path / "segmentation.tsv"
+    qc.write_text(qc_table([QcRow("M2105", "964", "deepisles", 0.0)]))
+    report = build_report(manifest, cmap, out, segmentation=plan, qc=qc)
+    assert report["segmentation"]["masks"] == {
+        "n": 1,
+        "empty": 1,
+        "flagged": [{"subject": "sub-M2105", "session": "ses-964", "flag": FLAG_EMPTY_DEEPISLES}],
+    }
+    page = render(report)
+    assert "1 mask(s), 1 empty, 1 flagged" in page and "SEALS failures also give one" in page
 
 
 def _record(code: int, issues: list[dict]) -> dict:

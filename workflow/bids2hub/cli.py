@@ -138,6 +138,7 @@ def _cmd_segment_run(args: argparse.Namespace) -> int:
         image=Path(args.image) if args.image else None,
         fast=args.fast,
         skull_strip=args.skull_strip,
+        brain_extract=args.brain_extract,
         log=sys.stderr,
         threshold_options={
             "adc_threshold": args.adc_threshold,
@@ -163,6 +164,7 @@ def _cmd_segment_describe(args: argparse.Namespace) -> int:
         source,
         container_uri=args.container_uri or None,
         version=args.version,
+        brain_extract=args.brain_extract,
         adc_threshold=args.adc_threshold,
         min_lesion_ml=args.min_lesion_ml,
     )
@@ -176,8 +178,9 @@ def _cmd_segment_qc(args: argparse.Namespace) -> int:
     from bids2hub.segment.qc import write_qc
 
     plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+    prepared = {Path(p).parent.name.removeprefix("sub-"): Path(p) for p in args.prepared or ()}
     rows = write_qc(
-        plan, Path(args.bids_dir), Path(args.masks_dir), args.backend, Path(args.output)
+        plan, Path(args.bids_dir), Path(args.masks_dir), args.backend, Path(args.output), prepared
     )
     for row in rows:
         log.info("%s", "\t".join(row.cells()))
@@ -211,6 +214,9 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="DeepISLES --fast")
     p.add_argument("--skull-strip", action="store_true", help="DeepISLES --skull_strip")
     p.add_argument(
+        "--brain-extract", action="store_true", help="zero the staged trace/ADC outside the brain"
+    )
+    p.add_argument(
         "--scratch-dir", default="", help="where the backend works (default: next to --output)"
     )
     _threshold_options(p)
@@ -221,6 +227,9 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source-description", required=True, help="the raw dataset's description")
     p.add_argument("--container-uri", default="", help="docker://...@sha256:... (deepisles)")
     p.add_argument("--version", default=None, help="DeepISLES version (deepisles)")
+    p.add_argument(
+        "--brain-extract", action="store_true", help="the staged inputs were brain-extracted"
+    )
     _threshold_options(p)
     p.add_argument("--output", required=True)
     p.set_defaults(func=_cmd_segment_describe)
@@ -230,6 +239,9 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bids-dir", required=True)
     p.add_argument("--masks-dir", required=True, help="the derivatives dataset")
     p.add_argument("--backend", required=True)
+    p.add_argument(
+        "--prepared", nargs="*", default=[], help="prepared.json of each subject (ADC unit)"
+    )
     p.add_argument("--output", required=True)
     p.set_defaults(func=_cmd_segment_qc)
 
@@ -248,6 +260,7 @@ def _cmd_dataset_card(args: argparse.Namespace) -> int:
         masks_description=Path(args.masks_description) if args.masks_description else None,
         n_masks=args.n_masks,
         preview=args.preview,
+        qc=Path(args.qc) if args.qc else None,
     )
     changed = write_if_changed(Path(args.output), render_card(inputs))
     log.info("dataset card %s (%s)", args.output, "written" if changed else "unchanged")
@@ -453,6 +466,7 @@ def _cmd_validation_report(args: argparse.Namespace) -> int:
         count_tolerance=args.count_tolerance,
         tolerate_validator_errors=args.tolerate_validator_errors,
         segmentation=Path(args.segmentation) if args.segmentation else None,
+        qc=Path(args.qc) if args.qc else None,
     )
     write_report(report, Path(args.json), Path(args.html))
     log.info(
@@ -515,6 +529,7 @@ def _add_validation_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count-tolerance", type=int, default=0)
     p.add_argument("--tolerate-validator-errors", action="store_true")
     p.add_argument("--segmentation", default=None, help="index/segmentation.json, if any")
+    p.add_argument("--qc", default=None, help="qc/segmentation.tsv, if any (flagged masks)")
     p.add_argument("--json", required=True)
     p.add_argument("--html", required=True)
     p.set_defaults(func=_cmd_validation_report)
@@ -586,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks-description", default="", help="masks' dataset_description.json")
     p.add_argument("--n-masks", type=int, default=0)
     p.add_argument("--preview", action="store_true", help="list the preview configuration")
+    p.add_argument("--qc", default="", help="qc/segmentation.tsv (empty masks, agreement)")
     p.add_argument("--output", required=True)
     p.set_defaults(func=_cmd_dataset_card)
 

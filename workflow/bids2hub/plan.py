@@ -214,9 +214,9 @@ class WorkflowSetup:
     def expert_inputs(self) -> list[str]:
         """Expert masks the QC compares with (absolute paths)."""
         return [
-            str(self.bids_dir / t["expert_mask"])
+            str(self.bids_dir / path)
             for t in self.segmentation["targets"].values()
-            if t.get("expert_mask")
+            for path in sorted(set((t.get("expert_masks") or {}).values()))
         ]
 
     def label_pattern(self) -> str:
@@ -294,7 +294,10 @@ def prepare(
         cmap = ColumnMap.from_json(columns_path.read_text(encoding="utf-8"))
     people = read_participants(tsv)
     subjects = sorted({sub for sub, _ in shards.values()}, key=natural_key)
-    plan = _segmentation_plan(config, out_dir, manifest, subjects, refresh_index)
+    plan = _segmentation_plan(config, out_dir, manifest, subjects, refresh_index, cmap.expert_masks)
+    from bids2hub.segment.plan import check_skull_strip
+
+    check_skull_strip(config, plan)
     return WorkflowSetup(config, out_dir, manifest, map_path, shards, rebuilt, cmap, people, plan)
 
 
@@ -304,6 +307,7 @@ def _segmentation_plan(
     manifest: Manifest,
     subjects: list[str],
     refresh: bool,
+    expert_descs: tuple[str, ...] = ("lesion",),
 ) -> dict[str, Any]:
     """Plan the segmentation (main process) or read the plan (cluster jobs).
 
@@ -326,6 +330,7 @@ def _segmentation_plan(
                 subjects,
                 config["segment"]["session"],
                 config["segment"]["allow_any_shell"],
+                list(expert_descs),
                 *(
                     hashlib.sha256((Path(__file__).parent / code).read_bytes()).hexdigest()
                     for code in ("segment/plan.py", "index/companions.py")
@@ -346,6 +351,7 @@ def _segmentation_plan(
         config["segment"]["session"],
         facts,
         allow_any_shell=config["segment"]["allow_any_shell"],
+        expert_descs=expert_descs,
     )
     facts.save()
     write_if_changed(plan_path, dwi.plan_json(plan))

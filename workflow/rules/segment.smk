@@ -79,6 +79,7 @@ rule summarize_segmentation:
         plan=str(SETUP.segmentation_path),
         masks=all_masks,
         experts=expert_masks,
+        prepared=prepared_infos,
     output:
         str(SETUP.qc_path),
     log:
@@ -94,4 +95,4 @@ rule summarize_segmentation:
     shell:
         "python -m bids2hub segment qc --plan {input.plan:q} --bids-dir {params.bids:q}"
         " --masks-dir {params.masks_dir:q} --backend {params.backend}"
-        " --output {output:q} > {log:q} 2>&1"
+        " --prepared {input.prepared:q} --output {output:q} > {log:q} 2>&1"

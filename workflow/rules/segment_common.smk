@@ -28,6 +28,11 @@ def expert_masks(wildcards):
     return SETUP.expert_inputs()
 
 
+def prepared_infos(wildcards):
+    """Every subject's prepared.json (the ADC unit the QC table lists)."""
+    return [str(SETUP.prepared_info_path(sub)) for sub in SETUP.segmentation["targets"]]
+
+
 def dwi_sources(wildcards):
     """The chosen DWI run with its .bval/.bvec, or the dataset's trace and ADC."""
     _target(wildcards)
@@ -80,8 +85,10 @@ def segment_options(wildcards, input):
         args.append(f"--image {shlex.quote(DEEPISLES_IMAGE)}")
         if DEEPISLES["fast"]:
             args.append("--fast")
-        if DEEPISLES["skull_strip"]:
-            args.append("--skull-strip")
+        if DEEPISLES["skull_strip"] and "flair" in input.keys():
+            args.append("--skull-strip")  # never without a FLAIR (checked at parse time)
+        if DEEPISLES["brain_extract"]:
+            args.append("--brain-extract")
     else:
         args.append(threshold_args())
     return " ".join(args)
@@ -114,7 +121,8 @@ def description_params():
     """`bids2hub segment describe` arguments (deterministic content)."""
     if SEGMENT_BACKEND != "deepisles":
         return threshold_args()
-    return f"--container-uri {shlex.quote(DEEPISLES['uri'])}"
+    extract = " --brain-extract" if DEEPISLES["brain_extract"] else ""
+    return f"--container-uri {shlex.quote(DEEPISLES['uri'])}{extract}"
 
 
 def bids_root(wildcards):

@@ -104,6 +104,7 @@ rule write_validation_report:
         validator=f"{VALIDATION}/bids-validator.json",
         columns=str(SETUP.columns_path),
         segmentation=segmentation_plan,
+        qc=segmentation_qc,
     output:
         json=f"{VALIDATION}/report.json",
         html=f"{VALIDATION}/report.html",
@@ -128,7 +129,8 @@ rule write_validation_report:
             f"--segmentation {shlex.quote(input.segmentation[0])}"
             if input.segmentation
             else ""
-        ),
+        )
+        + (f" --qc {shlex.quote(input.qc[0])}" if input.qc else ""),
     shell:
         "python -m bids2hub validation-report --manifest {params.manifest:q}"
         " --columns {input.columns:q} --out-dir {params.out_dir:q} {params.subjects}"

@@ -39,6 +39,11 @@ def round_trip_results(wildcards):
     return [shard_check_path(s) for s in intact if s in SETUP.shards]
 
 
+def segmentation_qc(wildcards):
+    """qc/segmentation.tsv when the run segments anyone: the report lists flagged masks."""
+    return [str(SETUP.qc_path)] if SETUP.segmentation["targets"] else []
+
+
 def segmentation_plan(wildcards):
     """index/segmentation.json (written at parse time), for the excluded subjects."""
     return [str(SETUP.segmentation_path)]

@@ -68,6 +68,7 @@ class CardInputs:
     masks: Generator | None = None  # None: no masks table
     n_masks: int = 0
     preview: bool = False  # the preview configuration (hub/preview/) is published
+    qc: dict[str, Any] | None = None  # bids2hub.segment.qc.summarize_qc of qc/segmentation.tsv
 
 
 def hub_license(value: str | None) -> tuple[str, str | None]:
@@ -200,6 +201,36 @@ def _counts_section(inp: CardInputs) -> list[str]:
     return [*lines, ""]
 
 
+def _masks_section(inp: CardInputs) -> list[str]:
+    """Which expert masks exist, how many predicted masks are empty, how well they agree."""
+    if inp.qc is None or inp.masks is None:
+        return []
+    q = inp.qc
+    cohort = inp.cmap.pretty_name or inp.cmap.name
+    descs = ", ".join(f"`desc-{d}`" for d in inp.cmap.expert_masks)
+    lines = [
+        "## Lesion masks and their agreement",
+        "",
+        f"{cohort}: {q['n']} predicted mask(s) ({inp.masks.backend} backend), "
+        f"{q['empty']} empty, {q['flagged']} flagged for review (`qc/segmentation.tsv`, "
+        "column `flag`). Empty is a status, not always an error: an acute subject may have "
+        "no visible lesion; an empty DeepISLES mask is flagged because DeepISLES also "
+        "writes one, and exits 0, when its SEALS model fails.",
+        "",
+        f"Expert masks compared (primary first): {descs}.",
+        "",
+    ]
+    if q["agreement"]:
+        lines += ["| expert mask | compared | Dice median | Dice IQR |", "|---|---|---|---|"]
+        for desc, a in sorted(q["agreement"].items()):
+            lines.append(
+                f"| desc-{desc} | {a['n']} | {a['median']:.3f} | {a['q1']:.3f}-{a['q3']:.3f} |"
+            )
+    else:
+        lines.append("No segmented session has an expert mask to compare with.")
+    return [*lines, ""]
+
+
 def _citation_section(inp: CardInputs) -> list[str]:
     d = inp.description
     lines = ["## Citation", ""]
@@ -301,6 +332,7 @@ def render_card(inp: CardInputs) -> str:
     if inp.preview:
         out += preview_section(inp.repo_id, inp.cmap)
     out += _counts_section(inp)
+    out += _masks_section(inp)
     out += ["## Columns", "", "| column | type | meaning |", "|---|---|---|"]
     by_name = {c.name: c for c in inp.cmap.columns}
     sidecars = {sidecar_name(c): c for c in inp.cmap.image_columns()}
@@ -354,6 +386,7 @@ def load_card_inputs(
     masks_description: Path | None = None,
     n_masks: int = 0,
     preview: bool = False,
+    qc: Path | None = None,
 ) -> CardInputs:
     """Read the card's inputs from their files (see :class:`CardInputs`).
 
@@ -375,6 +408,22 @@ def load_card_inputs(
         rep = load_report(Path(report), sections=("status", "counts"))
         counts, status = rep["counts"], rep["status"]
     masks = read_generator(masks_description) if masks_description is not None else None
+    summary = None
+    if qc is not None:
+        from bids2hub.paper.cohort import read_tsv
+        from bids2hub.segment.qc import summarize_qc
+
+        summary = summarize_qc(read_tsv(Path(qc)))
     return CardInputs(
-        description, cmap, repo_id, n_subjects, n_sessions, counts, status, masks, n_masks, preview
+        description,
+        cmap,
+        repo_id,
+        n_subjects,
+        n_sessions,
+        counts,
+        status,
+        masks,
+        n_masks,
+        preview,
+        summary,
     )

@@ -24,6 +24,7 @@ class HubPlan:
     plan: Path
     masks: tuple[str, ...]
     report: str | None
+    qc: str | None
     push: bool
     bids_description: str
     columns: str
@@ -58,6 +59,7 @@ class HubPlan:
             plan=plan,
             masks=masks,
             report=str(out / "validation" / "report.json") if has_validation_report else None,
+            qc=str(setup.qc_path) if masks else None,
             push=push,
             bids_description=str(Path(setup.bids_dir) / "dataset_description.json"),
             columns=str(setup.columns_path),
@@ -94,6 +96,8 @@ class HubPlan:
         if self.masks:
             inputs["masks_description"] = self.masks_description
             inputs["masks_table"] = self.masks_table
+        if self.qc:
+            inputs["qc"] = self.qc
         return inputs
 
     def card_args(self) -> str:
@@ -103,6 +107,8 @@ class HubPlan:
             args += ["--report", self.report]
         if self.masks:
             args += ["--masks-description", self.masks_description]
+        if self.qc:
+            args += ["--qc", self.qc]
         return shlex.join(args)
 
     def validation_gate(self) -> list[str]:

@@ -245,6 +245,12 @@ def cohort_rows(
         rows += _stats(f"lesion_volume_{source}_ml", vals, ("median", "q1", "q3"))
     dice = [v.dice for v in volumes if v.source == "predicted" and v.dice is not None]
     rows += _stats("dice", dice, ("median", "q1", "q3"))
+    predicted = [v for v in volumes if v.source == "predicted"]
+    if predicted:  # empty is a status, not always an error: say how many
+        rows.append(Row("predicted_masks", "", "count", len(predicted)))
+        rows.append(
+            Row("predicted_masks_empty", "", "count", sum(v.volume_ml == 0 for v in predicted))
+        )
     return rows
 
 
@@ -377,6 +383,11 @@ def cohort_markdown(rows: Sequence[Row], phenotype: dict[str, str], title: str) 
         row = get(variable, "median")
         n = row.n if row else 0
         lines.append(f"| {label}: median [IQR] | {_iqr(by, variable, digits)}; n={n} |")
+    if get("predicted_masks", "count"):
+        lines.append(
+            f"| Predicted masks (empty) | {val('predicted_masks', 'count')} "
+            f"({val('predicted_masks_empty', 'count')}) |"
+        )
     lines += [
         "",
         "Counts as in the validation report (sessions with at least one image of the kind, "

@@ -75,6 +75,32 @@ _VERSION_RE = re.compile(
 _SIF_MAGIC = b"SIF_MAGIC"
 _SIF_MAGIC_OFFSET = 32
 TAIL_LINES = 40
+#: SEALS (DeepISLES' main model) runs in this folder of the image and writes below it:
+#: nnU-Net's converted inputs (``data/``), its per-fold predictions and their ensemble.
+#: Apptainer's ``--writable-tmpfs`` caps such writes (``sessiondir max size``, 64 MiB by
+#: default) and every job would share the same fixed paths, so each job binds a scratch
+#: folder of its own over each of them (removed with the job's staging folder).
+SEALS_DIR = "/app/src/SEALS"
+SEALS_WRITABLE = ("data", "test_result", "test_result_recover", "test_ensemble")
+#: SEALS computes its 1 mm grid size as uint8: an axis of this extent (mm) or more wraps.
+GRID_LIMIT_MM = 256.0
+#: Brain bounding box margin (mm) of a staged image cropped under :data:`GRID_LIMIT_MM`.
+CROP_MARGIN_MM = 10.0
+#: Lines of the container's output that mean a model failed. DeepISLES hides SEALS'
+#: output and ignores the models' exit codes: when SEALS fails it still exits 0 with
+#: an all-zero mask, so a run whose output shows any of these fails its job.
+FAILURE_SIGNATURES = (
+    "Traceback (most recent call last)",
+    "CUDA error",
+    "CUDA out of memory",
+    "no kernel image is available",
+    "is not compatible with the current PyTorch installation",
+    "Read-only file system",
+    "No space left on device",
+    "Permission denied",
+    "no prediction! generating full 0 mask",
+)
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 # --------------------------------------------------------------------- config
@@ -417,8 +443,161 @@ def deepisles_command(
     return ["bash", "-c", inner]
 
 
-def _stage_name(kind: str, src: Path) -> str:
-    return f"{kind}.nii.gz" if src.name.endswith(".nii.gz") else f"{kind}.nii"
+def _copy_gzipped(src: Path, dest: Path) -> None:
+    """Copy a NIfTI to a ``.nii.gz`` name, compressing it when it is not gzip already.
+
+    DeepISLES copies its inputs to ``.nii.gz`` names and its nibabel (4.0.2) refuses
+    an uncompressed file under such a name: every staged file is gzip.
+    """
+    import gzip
+
+    with open(src, "rb") as fh:
+        head = fh.read(2)
+    if head == _GZIP_MAGIC:
+        shutil.copyfile(src, dest)
+    else:
+        dest.write_bytes(gzip.compress(src.read_bytes(), compresslevel=1, mtime=0))
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What :func:`stage_inputs` wrote: file names in the staging folder, and the crop."""
+
+    names: dict[str, str]
+    #: (start, stop) voxel index per axis of the staged trace/ADC in the full DWI grid;
+    #: None when they are the full grid.
+    box: tuple[tuple[int, int], ...] | None
+    brain_extracted: bool
+
+
+def _extent_mm(img: Any) -> list[float]:
+    zooms = [abs(float(z)) for z in img.header.get_zooms()[:3]]
+    return [n * z for n, z in zip(img.shape[:3], zooms, strict=True)]
+
+
+def crop_box(brain: Any, zooms: tuple[float, ...], name: str) -> tuple[tuple[int, int], ...]:
+    """Voxel box of the brain plus :data:`CROP_MARGIN_MM`, each axis under :data:`GRID_LIMIT_MM`.
+
+    Raises
+    ------
+    SegmentationError
+        No brain found, or the brain itself spans 256 mm or more along an axis.
+    """
+    import numpy as np
+
+    if not brain.any():
+        raise SegmentationError(f"{name}: no brain found to crop the staged images to")
+    box = []
+    for axis, zoom in enumerate(zooms[:3]):
+        other = tuple(a for a in range(3) if a != axis)
+        where = np.flatnonzero(brain.any(axis=other))
+        margin = int(np.ceil(CROP_MARGIN_MM / zoom))
+        lo = max(int(where[0]) - margin, 0)
+        hi = min(int(where[-1]) + 1 + margin, brain.shape[axis])
+        limit = int(np.ceil(GRID_LIMIT_MM / zoom)) - 1  # voxels x spacing stays < 256 mm
+        if hi - lo > limit:
+            if where[-1] + 1 - where[0] > limit:
+                raise SegmentationError(
+                    f"{name}: the brain spans {(where[-1] + 1 - where[0]) * zoom:.0f} mm along "
+                    f"axis {axis}; DeepISLES' SEALS needs under {GRID_LIMIT_MM:g} mm"
+                )
+            centre = (int(where[0]) + int(where[-1]) + 1) // 2
+            lo = max(min(centre - limit // 2, brain.shape[axis] - limit), 0)
+            hi = lo + limit
+        box.append((lo, hi))
+    return tuple(box)
+
+
+def stage_inputs(
+    inputs: dict[str, Path], stage: Path, *, brain_extract: bool = False, log: TextIO | None = None
+) -> Staged:
+    """Write DeepISLES' inputs into ``stage``: always ``.nii.gz``; the trace and ADC cropped to
+    the brain when an axis reaches 256 mm (SEALS' uint8 grid would wrap), and zero outside
+    the brain when ``brain_extract`` (DeepISLES' example inputs are brain-extracted).
+
+    Parameters
+    ----------
+    inputs
+        ``dwi`` (trace), ``adc`` and optionally ``flair`` files.
+    stage
+        The folder bound to ``/app/data``.
+    brain_extract
+        Zero the trace and ADC outside the brain mask of the trace.
+    log
+        Where to say what was done.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from bids2hub.segment.prepare import _save_3d, read_image
+    from bids2hub.segment.run import brain_mask
+
+    names = {kind: f"{kind}.nii.gz" for kind in inputs}
+    dwi_img = nib.load(inputs["dwi"])
+    extent = _extent_mm(dwi_img)
+    wraps = any(e >= GRID_LIMIT_MM for e in extent)
+    if "flair" in inputs:
+        _copy_gzipped(inputs["flair"], stage / names["flair"])
+    if not wraps and not brain_extract:
+        for kind in ("dwi", "adc"):
+            _copy_gzipped(inputs[kind], stage / names[kind])
+        return Staged(names, None, False)
+    ref, trace = read_image(inputs["dwi"], str(inputs["dwi"]), np.float32)
+    _, adc = read_image(inputs["adc"], str(inputs["adc"]), np.float32)
+    brain = brain_mask(trace)
+    if brain_extract:
+        trace = np.where(brain, trace, 0).astype(np.float32)
+        adc = np.where(brain, adc, 0).astype(np.float32)
+        _say(log, f"brain extraction: {int(brain.sum())} voxels kept, background set to 0")
+    box = None
+    if wraps:
+        zooms = tuple(abs(float(z)) for z in ref.header.get_zooms()[:3])
+        box = crop_box(brain, zooms, str(inputs["dwi"]))
+        cut = tuple(slice(lo, hi) for lo, hi in box)
+        ref = ref.slicer[cut]
+        trace, adc = trace[cut], adc[cut]
+        shown = " x ".join(f"{e:.0f}" for e in extent)
+        _say(log, f"cropped to the brain {list(box)}: the DWI grid is {shown} mm, SEALS' "
+                  f"uint8 1 mm grid wraps at {GRID_LIMIT_MM:g} mm")  # fmt: skip
+    _save_3d(trace, ref, stage / names["dwi"])
+    _save_3d(adc, ref, stage / names["adc"])
+    return Staged(names, box, brain_extract)
+
+
+def paste_back(mask: Path, box: tuple[tuple[int, int], ...], dwi: Path, dest: Path) -> None:
+    """Put a mask of the cropped grid back onto the full DWI grid (zeros outside the box).
+
+    Raises
+    ------
+    SegmentationError
+        The mask is not on the cropped grid.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from bids2hub.segment.run import write_mask
+
+    ref = nib.load(dwi)
+    cut = tuple(slice(lo, hi) for lo, hi in box)
+    try:
+        data = np.asanyarray(nib.load(mask).dataobj)
+    except Exception as exc:  # nibabel raises several unrelated types
+        raise SegmentationError(f"{mask}: not a readable NIfTI image ({exc})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    expected = tuple(hi - lo for lo, hi in box)
+    if data.shape != expected:
+        raise SegmentationError(
+            f"{mask}: shape {data.shape} differs from the staged (cropped) DWI {expected}"
+        )
+    full = np.zeros(ref.shape[:3], np.uint8)
+    full[cut] = data > 0
+    write_mask(full, ref, dest)
+
+
+def failure_lines(output: str) -> list[str]:
+    """Lines of the container's output that carry one of :data:`FAILURE_SIGNATURES`."""
+    return [ln for ln in output.splitlines() if any(sig in ln for sig in FAILURE_SIGNATURES)]
 
 
 def _check_bind(path: Path) -> None:
@@ -440,14 +619,17 @@ def run_deepisles(
     fast: bool,
     log: TextIO | None = None,
     skull_strip: bool = False,
+    brain_extract: bool = False,
 ) -> None:
     """Segment one subject with the DeepISLES container and move its mask to ``out``.
 
-    The inputs are copied (DeepISLES rewrites some of them in place) into a
-    fresh folder next to ``out``, bound to ``/app/data``; the container runs
-    with ``--nv --writable-tmpfs --cleanenv --pwd /app``. The command line and
-    the tail of the container's output go to ``log``. The staging folder is
-    always removed; ``out`` appears only when a non-empty mask was produced.
+    The inputs are staged (:func:`stage_inputs`: gzip, cropped under 256 mm, optionally
+    brain-extracted) into a fresh folder next to ``out``, bound to ``/app/data``;
+    scratch folders of the same staging folder are bound over SEALS' writable
+    folders (:data:`SEALS_WRITABLE`); the container runs with ``--nv
+    --writable-tmpfs --cleanenv --pwd /app``. The command line and the tail of the
+    container's output go to ``log``. The staging folder is always removed; ``out``
+    appears only when a mask on the DWI grid was produced (pasted back when cropped).
 
     Parameters
     ----------
@@ -462,13 +644,15 @@ def run_deepisles(
     log
         Text stream for the command line and the container's output.
     skull_strip
-        Pass ``--skull_strip`` (DeepISLES brain-extracts the inputs first).
+        Pass ``--skull_strip`` (DeepISLES runs HD-BET on the FLAIR; it crashes without one).
+    brain_extract
+        Zero the staged trace and ADC outside the trace's brain mask.
 
     Raises
     ------
     SegmentationError
-        Missing runtime, image or input; non-zero exit (with the output's
-        tail); no mask or an empty mask.
+        Missing runtime, image or input; ``skull_strip`` without a FLAIR; non-zero exit
+        or a failure signature in the output (with the output's tail); no mask.
     """
     image, out = Path(image), Path(out)
     inputs = {"dwi": Path(dwi), "adc": Path(adc)}
@@ -477,6 +661,11 @@ def run_deepisles(
     for kind, src in inputs.items():
         if not src.is_file():
             raise SegmentationError(f"{src}: {kind} input of DeepISLES not found")
+    if skull_strip and flair is None:
+        raise SegmentationError(
+            f"{dwi}: --skull_strip needs a FLAIR (DeepISLES crashes without one); "
+            "set segment.deepisles.skull_strip: false"
+        )
     if not image.exists():
         raise SegmentationError(
             f"{image}: DeepISLES image not found (rerun the pull_deepisles_image rule)"
@@ -485,12 +674,15 @@ def run_deepisles(
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.deepisles-", dir=out.parent))
     try:
-        names = {}
-        for kind, src in inputs.items():
-            names[kind] = _stage_name(kind, src)
-            shutil.copyfile(src, stage / names[kind])
+        data = stage / "data"
+        data.mkdir()
+        staged = stage_inputs(inputs, data, brain_extract=brain_extract, log=log)
+        names = staged.names
+        binds = [f"{data}:{DATA_MOUNT}"]
+        for sub in SEALS_WRITABLE:
+            (stage / "seals" / sub).mkdir(parents=True)
+            binds.append(f"{stage / 'seals' / sub}:{SEALS_DIR}/{sub}")
         _check_bind(stage)
-        bind = f"{stage}:{DATA_MOUNT}"
         options = list(EXEC_OPTIONS)
         for key in GPU_ENV:
             if os.environ.get(key):
@@ -498,7 +690,8 @@ def run_deepisles(
         command = deepisles_command(
             names["dwi"], names["adc"], names.get("flair"), fast=fast, skull_strip=skull_strip
         )
-        argv = ["singularity", "exec", "--nv", "--bind", bind, *options, str(image), *command]
+        bind_args = [a for b in binds for a in ("--bind", b)]
+        argv = ["singularity", "exec", "--nv", *bind_args, *options, str(image), *command]
         _say(log, f"runtime: {version}")
         _say(log, f"command: {shlex.join(argv)}")
         environ = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
@@ -506,7 +699,7 @@ def run_deepisles(
         result = _client().execute(
             image=str(image),
             command=command,
-            bind=[bind],
+            bind=binds,
             nv=True,
             options=options,
             return_result=True,
@@ -514,13 +707,21 @@ def run_deepisles(
             environ=environ,
         )
         code = result.get("return_code") if isinstance(result, dict) else None
-        tail = _tail(result.get("message") if isinstance(result, dict) else result)
+        message = result.get("message") if isinstance(result, dict) else result
+        tail = _tail(message)
         _say(log, f"exit status {code} after {time.monotonic() - start:.1f} s")
         _say(log, "container output (last lines):\n" + (tail or "(none)"))
         if code != 0:
             short = " | ".join(tail.splitlines()[-5:]) or "no output"
             raise SegmentationError(f"DeepISLES failed on {inputs['dwi']} (exit {code}): {short}")
-        mask = stage / "results" / RESULT_NAME
+        failed = failure_lines(_tail(message, 1 << 30))
+        if failed:
+            raise SegmentationError(
+                f"DeepISLES exited 0 on {inputs['dwi']} but its output shows a failure "
+                f"(its mask would be empty or partial): {' | '.join(failed[-3:])}; "
+                f"last lines: {' | '.join(tail.splitlines()[-5:])}"
+            )
+        mask = data / "results" / RESULT_NAME
         if not mask.is_file():
             raise SegmentationError(
                 f"DeepISLES wrote no {DATA_MOUNT}/results/{RESULT_NAME} for {inputs['dwi']}"
@@ -529,7 +730,11 @@ def run_deepisles(
             raise SegmentationError(
                 f"DeepISLES wrote an empty {DATA_MOUNT}/results/{RESULT_NAME} for {inputs['dwi']}"
             )
-        os.replace(mask, out)
-        _say(log, f"mask -> {out}")
+        if staged.box is not None:
+            paste_back(mask, staged.box, inputs["dwi"], out)
+            _say(log, f"mask pasted back onto the DWI grid -> {out}")
+        else:
+            os.replace(mask, out)
+            _say(log, f"mask -> {out}")
     finally:
         shutil.rmtree(stage, ignore_errors=True)

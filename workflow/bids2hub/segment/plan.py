@@ -42,7 +42,7 @@ TARGET_TOLERANCE = 100.0
 #: Consecutive sorted b-values further apart than this start a new shell.
 _SHELL_GAP = 100.0
 FACTS_VERSION = 1
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 
 
 # ----------------------------------------------------------------- b-values
@@ -397,7 +397,12 @@ def _in_session(ses: str, reason: str) -> str:
 
 
 def _judge_session(
-    manifest: Manifest, sub: str, ses: str, facts: FactCache, allow_any_shell: bool = False
+    manifest: Manifest,
+    sub: str,
+    ses: str,
+    facts: FactCache,
+    allow_any_shell: bool = False,
+    expert_descs: Sequence[str] = ("lesion",),
 ) -> tuple[dict[str, Any] | None, str]:
     """Target of one session, or None and the reason."""
     records = manifest.files_for(sub, ses)
@@ -481,21 +486,28 @@ def _judge_session(
         ),
         key=lambda r: natural_key(r.name),
     )
-    experts = sorted(
-        (
-            r
-            for r in records
-            if r.scope != "raw"
-            and r.is_image
-            and r.suffix == "mask"
-            and r.entity("desc") == "lesion"
-            and r.scope != "derivatives/deepisles"
-        ),
-        key=lambda r: (r.scope != "derivatives/lesion_masks", natural_key(r.path)),
-    )
+    experts: dict[str, str] = {}
+    for desc in expert_descs:
+        found = sorted(
+            (
+                r
+                for r in records
+                if r.scope != "raw"
+                and r.is_image
+                and r.suffix == "mask"
+                and r.entity("desc") == desc
+                and r.scope != "derivatives/deepisles"
+            ),
+            key=lambda r: (r.scope != "derivatives/lesion_masks", natural_key(r.path)),
+        )
+        if found:
+            experts[desc] = found[0].path
     target["session"] = ses
     target["flair"] = flairs[0].path if flairs else None
-    target["expert_mask"] = experts[0].path if experts else None
+    # The primary comparison: the first declared desc the session has.
+    target["expert_mask"] = experts.get(expert_descs[0])
+    target["expert_desc"] = expert_descs[0]
+    target["expert_masks"] = experts
     return target, ""
 
 
@@ -536,6 +548,7 @@ def plan_segmentation(
     session_choice: str | dict[str, str] = "earliest",
     facts: FactCache | None = None,
     allow_any_shell: bool = False,
+    expert_descs: Sequence[str] = ("lesion",),
 ) -> dict[str, Any]:
     """Decide, per subject, what to segment (interface 1 of the workflow).
 
@@ -553,6 +566,10 @@ def plan_segmentation(
     allow_any_shell
         Segment from the shell nearest b=1000 even when it is outside 1000 +/- 100
         (otherwise such a subject is excluded, with the reason).
+    expert_descs
+        ``desc`` labels of the expert masks to compare with (the dataset map's
+        ``expert_masks``); the first is the primary one (``expert_mask``), all
+        found are listed in ``expert_masks``.
 
     Returns
     -------
@@ -577,7 +594,9 @@ def plan_segmentation(
             forced = False
         reasons: list[str] = []
         for ses in candidates:
-            target, reason = _judge_session(manifest, sub, ses, facts, allow_any_shell)
+            target, reason = _judge_session(
+                manifest, sub, ses, facts, allow_any_shell, tuple(expert_descs)
+            )
             if target is not None:
                 if reasons:
                     target["notes"] = reasons
@@ -597,6 +616,32 @@ def plan_segmentation(
         "targets": dict(sorted(targets.items(), key=lambda kv: natural_key(kv[0]))),
         "excluded": dict(sorted(excluded.items(), key=lambda kv: natural_key(kv[0]))),
     }
+
+
+def check_skull_strip(config: dict[str, Any], plan: dict[str, Any]) -> None:
+    """``segment.deepisles.skull_strip`` needs a FLAIR for every segmented subject.
+
+    DeepISLES runs HD-BET on the FLAIR and crashes without one (a path treated as
+    an image), so asking for it on a subject without a FLAIR is a config error,
+    found at parse time rather than on a GPU node.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the subjects without a FLAIR.
+    """
+    seg = config.get("segment") or {}
+    if seg.get("backend") != "deepisles" or not (seg.get("deepisles") or {}).get("skull_strip"):
+        return
+    missing = [sub for sub, t in plan["targets"].items() if not t.get("flair")]
+    if missing:
+        shown = ", ".join(f"sub-{s}" for s in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ConfigError(
+            f"config key 'segment.deepisles.skull_strip': DeepISLES' --skull_strip needs a "
+            f"FLAIR, and {len(missing)} segmented subject(s) have none ({shown}); set it to "
+            "false (segment.deepisles.brain_extract zeroes the background of the staged "
+            "trace and ADC instead)"
+        )
 
 
 def plan_json(plan: dict[str, Any]) -> str:

@@ -220,6 +220,7 @@ def segment_subject(
     image: Path | None = None,
     fast: bool = False,
     skull_strip: bool = False,
+    brain_extract: bool = False,
     log: TextIO | None = None,
     threshold_options: dict[str, float] | None = None,
     run_deepisles: Callable[..., None] | None = None,
@@ -257,7 +258,17 @@ def segment_subject(
                 raise SegmentationError("backend deepisles needs the container image")
             if run_deepisles is None:
                 from bids2hub.segment.deepisles import run_deepisles  # the container stage's module
-            run_deepisles(image, dwi, adc, flair, raw, fast=fast, skull_strip=skull_strip, log=log)
+            run_deepisles(
+                image,
+                dwi,
+                adc,
+                flair,
+                raw,
+                fast=fast,
+                skull_strip=skull_strip,
+                brain_extract=brain_extract,
+                log=log,
+            )
         else:
             raise SegmentationError(f"unknown segmentation backend '{backend}'")
         mask = check_mask(raw, dwi)
@@ -276,6 +287,7 @@ def generated_by(
     *,
     container_uri: str | None = None,
     version: str | None = None,
+    brain_extract: bool = False,
     adc_threshold: float = ADC_THRESHOLD,
     min_lesion_ml: float = MIN_LESION_ML,
 ) -> list[dict[str, Any]]:
@@ -299,7 +311,24 @@ def generated_by(
         entry = generated_by_uri(container_uri)
         if version:
             entry["Version"] = version
-        return [entry, {"Name": "bids2hub", "Version": __version__}]
+        staging = (
+            "trace and ADC staged as .nii.gz, cropped to the brain where an axis reaches "
+            "256 mm (SEALS' uint8 grid), masks pasted back onto the DWI grid; "
+            + (
+                "brain-extracted (zero outside the trace's brain mask)"
+                if brain_extract
+                else "not brain-extracted"
+            )
+        )
+        return [
+            entry,
+            {
+                "Name": "bids2hub",
+                "Version": __version__,
+                "Description": staging,
+                "BrainExtraction": brain_extract,
+            },
+        ]
     raise SegmentationError(f"unknown segmentation backend '{backend}'")
 
 
@@ -309,6 +338,7 @@ def description_json(
     *,
     container_uri: str | None = None,
     version: str | None = None,
+    brain_extract: bool = False,
     adc_threshold: float = ADC_THRESHOLD,
     min_lesion_ml: float = MIN_LESION_ML,
 ) -> str:
@@ -325,6 +355,7 @@ def description_json(
             backend,
             container_uri=container_uri,
             version=version,
+            brain_extract=brain_extract,
             adc_threshold=adc_threshold,
             min_lesion_ml=min_lesion_ml,
         ),

@@ -22,7 +22,16 @@ IMAGE_KINDS = ("images", "image")
 _KINDS = ("subject", "session", "images", "image", "companion", "entity", "phenotype")
 _DTYPES = ("string", "float32", "float64", "int64")
 _SELECT_FIXED = ("scope", "datatype", "suffix")
-_MAP_KEYS = {"name", "pretty_name", "extends", "sidecars", "unmapped_images", "columns", "expected"}
+_MAP_KEYS = {
+    "name",
+    "pretty_name",
+    "extends",
+    "sidecars",
+    "unmapped_images",
+    "columns",
+    "expected",
+    "expert_masks",
+}
 #: Values of the ``dataset`` config key that mean "derive a generic map".
 GENERIC = ("", "null", "none", "generic")
 
@@ -84,6 +93,9 @@ class ColumnMap:
     unmapped_images: str = "error"  # error | warn | ignore
     pretty_name: str = ""
     expected: dict[str, Any] = field(default_factory=dict)
+    #: ``desc`` labels of the dataset's expert lesion masks (``_desc-<label>_mask``) the
+    #: QC compares predicted masks with; the first is the primary comparison.
+    expert_masks: tuple[str, ...] = ("lesion",)
 
     def image_columns(self) -> list[Column]:
         """Columns holding Nifti cells, in order."""
@@ -102,6 +114,7 @@ class ColumnMap:
         """Inverse of :meth:`to_json`."""
         raw = json.loads(text)
         raw["columns"] = tuple(Column(**c) for c in raw["columns"])
+        raw["expert_masks"] = tuple(raw.get("expert_masks") or ("lesion",))
         return cls(**raw)
 
 
@@ -150,6 +163,12 @@ def _check(cmap: ColumnMap, where: str) -> ColumnMap:
             raise ConfigError(f"{where}: column '{c.name}' needs an extension such as '.bval'")
     if cmap.unmapped_images not in ("error", "warn", "ignore"):
         raise ConfigError(f"{where}: unmapped_images must be error, warn or ignore")
+    bad = [d for d in cmap.expert_masks if not (isinstance(d, str) and d.isalnum())]
+    if not cmap.expert_masks or bad:
+        raise ConfigError(
+            f"{where}: expert_masks must be a non-empty list of desc labels "
+            f"(letters and digits, e.g. [lesion]), got {list(cmap.expert_masks)}"
+        )
     return cmap
 
 
@@ -186,8 +205,15 @@ def load_map(path: Path) -> ColumnMap:
         unmapped_images=str(raw.get("unmapped_images", inherit.unmapped_images)),
         pretty_name=str(raw.get("pretty_name", inherit.pretty_name)),
         expected=dict(raw.get("expected", inherit.expected) or {}),
+        expert_masks=_descs(raw.get("expert_masks", inherit.expert_masks), str(path)),
     )
     return _check(cmap, str(path))
+
+
+def _descs(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"{where}: expert_masks must be a list of desc labels, got {value!r}")
+    return tuple(str(v) for v in value)
 
 
 def _slug(text: str) -> str:

@@ -85,6 +85,11 @@ def _summary(report: Report) -> list[tuple[str, str]]:
         if seg["available"]
         else "no segmentation plan in this run"
     )
+    masks = seg.get("masks") if seg["available"] else None
+    if masks:
+        seg_line += (
+            f"; {masks['n']} mask(s), {masks['empty']} empty, {len(masks['flagged'])} flagged"
+        )
     items: list[tuple[str, Any]] = [
         ("Hard failures", report["summary"]["hard_failures"]),
         ("Warnings", report["summary"]["warnings"]),
@@ -124,6 +129,7 @@ def render(report: Report) -> str:
     passed = report["status"] == "pass"
     v = report["validator"]
     seg = report["segmentation"]
+    masks = seg.get("masks") if seg["available"] else None
     return render_template(
         "bids2hub.validate",
         "report.html.j2",
@@ -178,5 +184,11 @@ def render(report: Report) -> str:
             ["Subject", "Reason"], [[e["subject"], e["reason"]] for e in seg["excluded"]]
         )
         if seg["available"]
+        else None,
+        flagged=_table(
+            ["Subject", "Session", "Flag"],
+            [[f["subject"], f["session"], f["flag"]] for f in masks["flagged"]],
+        )
+        if masks
         else None,
     )

@@ -148,12 +148,29 @@ class Excluded(TypedDict):
     reason: str
 
 
+class FlaggedMask(TypedDict):
+    """A predicted mask whose QC ``flag`` says it needs a look (e.g. an empty DeepISLES mask)."""
+
+    subject: str
+    session: str
+    flag: str
+
+
+class Masks(TypedDict):
+    """``segmentation.masks``: what ``qc/segmentation.tsv`` says of the predicted masks."""
+
+    n: int
+    empty: int
+    flagged: list[FlaggedMask]
+
+
 class Segmentation(TypedDict):
     """``segmentation``: the segmentation plan's exclusions (when there is a plan)."""
 
     available: bool
     targets: NotRequired[int]
     excluded: list[Excluded]
+    masks: NotRequired[Masks | None]
 
 
 class Report(TypedDict):

@@ -27,8 +27,10 @@ from bids2hub.validate.counts import check_expected, compare_counts, found_count
 from bids2hub.validate.model import (
     CheckTally,
     CountLine,
+    Excluded,
     Finding,
     IdentifyingFile,
+    Masks,
     Report,
     Segmentation,
     Summary,
@@ -89,16 +91,39 @@ def list_intact(out_dir: Path, keys: list[tuple[str, str]]) -> dict[str, Any]:
     return {"version": RESULT_VERSION, "intact": intact, "blocked": blocked}
 
 
-def _segmentation(path: Path | None) -> Segmentation:
+def _segmentation(path: Path | None, qc: Path | None = None) -> Segmentation:
     if path is None or not path.is_file():
         return {"available": False, "excluded": []}
     plan = read_json(path)
     excluded = plan.get("excluded") or {}
-    rows = [
+    rows: list[Excluded] = [
         {"subject": f"sub-{sub.removeprefix('sub-')}", "reason": str(reason)}
         for sub, reason in sorted(excluded.items(), key=lambda kv: natural_key(kv[0]))
     ]
-    return {"available": True, "targets": len(plan.get("targets") or {}), "excluded": rows}
+    return {
+        "available": True,
+        "targets": len(plan.get("targets") or {}),
+        "excluded": rows,
+        "masks": _masks_summary(qc),
+    }
+
+
+def _masks_summary(qc: Path | None) -> Masks | None:
+    """Counts of the QC table: masks, empty ones, and every flagged mask (never silent)."""
+    if qc is None or not qc.is_file():
+        return None
+    from bids2hub.paper.cohort import read_tsv
+
+    rows = read_tsv(qc)
+    return {
+        "n": len(rows),
+        "empty": sum(r.get("status") == "empty" for r in rows),
+        "flagged": [
+            {"subject": r["subject_id"], "session": r["session_id"], "flag": r["flag"]}
+            for r in rows
+            if r.get("flag")
+        ],
+    }
 
 
 class Findings:
@@ -257,6 +282,7 @@ def build_report(
     count_tolerance: int = 0,
     tolerate_validator_errors: bool = False,
     segmentation: Path | None = None,
+    qc: Path | None = None,
 ) -> Report:
     """Gather every check of the run into the report (see ``config/README.md``).
 
@@ -314,7 +340,7 @@ def build_report(
             "files_flagged": len(identifying),
             "findings": identifying,
         },
-        "segmentation": _segmentation(segmentation),
+        "segmentation": _segmentation(segmentation, qc),
         "failures": findings.failures,
         "warnings": findings.warnings,
     }
