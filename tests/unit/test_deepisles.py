@@ -729,3 +729,33 @@ def test_brain_extraction_zeroes_the_staged_background(tmp_path: Path) -> None:
     entry = generated_by("deepisles", container_uri=PINNED_URI, brain_extract=True)[1]
     assert entry["BrainExtraction"] is True and "brain-extracted" in entry["Description"]
     assert generated_by("deepisles", container_uri=PINNED_URI)[1]["BrainExtraction"] is False
+
+
+def test_the_demo_variant_with_a_256_mm_field_of_view(
+    double: Double, sif: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(b) on the demo: its default grid stays under 256 mm; the wide variant (86 x 3 mm) is
+    cropped for DeepISLES and its mask, pasted back, still matches the expert mask."""
+    from bids2hub.demo.data import _DWI_VOXEL_MM, _dwi_shape, write_demo_dataset
+    from bids2hub.index.manifest import load_index
+    from bids2hub.segment.plan import FactCache, plan_segmentation
+    from bids2hub.segment.prepare import prepare_dwi
+    from bids2hub.segment.qc import qc_subject
+
+    assert max(_dwi_shape(None)) * _DWI_VOXEL_MM < 256 <= max(_dwi_shape(258.0)) * _DWI_VOXEL_MM
+    monkeypatch.setenv("SINGULARITY_DOUBLE_SEGMENTER", "bids2hub.segment.run:segment_threshold")
+    root = write_demo_dataset(tmp_path / "demo", n_subjects=2, dwi_fov_mm=258.0)
+    manifest, _ = load_index(root, tmp_path / "idx" / "manifest.parquet")
+    plan = plan_segmentation(manifest, ["M9001"], "earliest", FactCache(manifest, None))
+    target = plan["targets"]["M9001"]
+    work = tmp_path / "work"
+    prepare_dwi(root, target, work)
+    assert max(deepisles._extent_mm(nib.load(work / "dwi.nii.gz"))) >= 256
+    out = tmp_path / "out" / "mask.nii.gz"
+    log = io.StringIO()
+    deepisles.run_deepisles(
+        sif, work / "dwi.nii.gz", work / "adc.nii.gz", None, out, fast=True, log=log
+    )
+    assert "cropped to the brain" in log.getvalue()
+    row = qc_subject("M9001", target["session"], "deepisles", out, root / target["expert_mask"])
+    assert row.dice is not None and row.dice > 0.8, row

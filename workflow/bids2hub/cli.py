@@ -69,7 +69,9 @@ def _cmd_write_shard(args: argparse.Namespace) -> int:
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     from bids2hub.demo.data import write_demo_dataset
 
-    out = write_demo_dataset(Path(args.out), n_subjects=args.subjects, seed=args.seed)
+    out = write_demo_dataset(
+        Path(args.out), n_subjects=args.subjects, seed=args.seed, dwi_fov_mm=args.dwi_fov_mm
+    )
     print(f"demo BIDS dataset written to {out}")
     return 0
 
@@ -654,6 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder (must not exist or be empty)")
     p.add_argument("--subjects", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--dwi-fov-mm",
+        type=float,
+        default=None,
+        help="in-plane DWI field of view (256: the variant that wraps DeepISLES' SEALS grid)",
+    )
     p.set_defaults(func=_cmd_demo_data)
 
     p = sub.add_parser(

@@ -417,11 +417,19 @@ def _simulate_anat(
     return _to_int16(_rician(signal, _ANAT_NOISE, rng)), grid, tissues
 
 
+def _dwi_shape(fov_mm: float | None) -> tuple[int, int, int]:
+    """The DWI grid: the default, or an in-plane field of view of ``fov_mm`` (3 mm voxels)."""
+    if fov_mm is None:
+        return _DWI_SHAPE
+    n = int(np.ceil(fov_mm / _DWI_VOXEL_MM))
+    return (n, n, _DWI_SHAPE[2])
+
+
 def _simulate_dwi(
-    subject: _Subject, bvals: Sequence[int], rng: np.random.Generator
+    subject: _Subject, bvals: Sequence[int], rng: np.random.Generator, fov_mm: float | None = None
 ) -> tuple[np.ndarray, _Grid]:
     """Return a 4D int16 DWI, S = S0 exp(-b ADC) per tissue, and its grid."""
-    grid = _grid(rng, _DWI_SHAPE, _DWI_VOXEL_MM, tilt_deg=6.0)
+    grid = _grid(rng, _dwi_shape(fov_mm), _DWI_VOXEL_MM, tilt_deg=6.0)
     tissues = _tissues(subject, grid)
     s0 = tissues * (_DWI_BASE * rng.uniform(0.9, 1.1) * np.asarray(_DWI_S0))
     volumes = [_rician(s0 @ np.exp(-b * np.asarray(_DWI_ADC)), _DWI_NOISE, rng) for b in bvals]
@@ -537,9 +545,14 @@ def _write_lesion_mask(root: Path, t2w_rel: Path, tissues: np.ndarray, grid: _Gr
 
 
 def _write_dwi(
-    root: Path, subject: _Subject, session: str, bvals: Sequence[int], rng: np.random.Generator
+    root: Path,
+    subject: _Subject,
+    session: str,
+    bvals: Sequence[int],
+    rng: np.random.Generator,
+    fov_mm: float | None = None,
 ) -> None:
-    image, grid = _simulate_dwi(subject, bvals, rng)
+    image, grid = _simulate_dwi(subject, bvals, rng, fov_mm)
     stem = _stem(subject.label, session, ("acq", "epb0p2"), ("dir", "AP"), ("run", 1))
     base = root / f"sub-{subject.label}" / f"ses-{session}" / "dwi" / f"{stem}_dwi"
     _write_nifti(base.with_suffix(".nii.gz"), image, grid.affine, tr=_DWI_TR)
@@ -565,11 +578,16 @@ def _write_bold(
 
 
 def _write_session(
-    root: Path, subject: _Subject, session: str, plan: _SessionPlan, rng: np.random.Generator
+    root: Path,
+    subject: _Subject,
+    session: str,
+    plan: _SessionPlan,
+    rng: np.random.Generator,
+    dwi_fov_mm: float | None = None,
 ) -> None:
     _write_anat(root, subject, session, plan, rng)
     if plan.bvals is not None:
-        _write_dwi(root, subject, session, plan.bvals, rng)
+        _write_dwi(root, subject, session, plan.bvals, rng, dwi_fov_mm)
     if plan.task is not None:
         _write_bold(root, subject, session, plan.task, rng)
 
@@ -789,7 +807,9 @@ def _write_top_level(root: Path, subjects: Sequence[_Subject], seed: int) -> Non
         )
 
 
-def write_demo_dataset(out_dir: Path, n_subjects: int = 4, seed: int = 0) -> Path:
+def write_demo_dataset(
+    out_dir: Path, n_subjects: int = 4, seed: int = 0, dwi_fov_mm: float | None = None
+) -> Path:
     """Write a small realistic BIDS dataset into ``out_dir``.
 
     Parameters
@@ -802,6 +822,9 @@ def write_demo_dataset(out_dir: Path, n_subjects: int = 4, seed: int = 0) -> Pat
         no infarct, every other subject has a lesion mask.
     seed
         Seed of every random choice; the same seed gives byte-identical files.
+    dwi_fov_mm
+        In-plane field of view of the DWI (3 mm voxels); None: 150 x 186 mm. 256 or
+        more is the variant whose grid wraps DeepISLES' uint8 1 mm grid (SEALS).
 
     Returns
     -------
@@ -825,7 +848,7 @@ def write_demo_dataset(out_dir: Path, n_subjects: int = 4, seed: int = 0) -> Pat
     for index in range(n_subjects):
         subject, rng = _make_subject(seed, index, n_subjects)
         for session, plan in subject.sessions:
-            _write_session(out_dir, subject, session, plan, rng)
+            _write_session(out_dir, subject, session, plan, rng, dwi_fov_mm)
         subjects.append(subject)
     _write_top_level(out_dir, subjects, seed)
     return out_dir
