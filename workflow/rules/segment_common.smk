@@ -85,8 +85,9 @@ def segment_options(wildcards, input):
         args.append(f"--image {shlex.quote(DEEPISLES_IMAGE)}")
         if DEEPISLES["fast"]:
             args.append("--fast")
+        # Never without a FLAIR (DeepISLES crashes; checked at parse time).
         if DEEPISLES["skull_strip"] and "flair" in input.keys():
-            args.append("--skull-strip")  # never without a FLAIR (checked at parse time)
+            args.append("--skull-strip")
         if DEEPISLES["brain_extract"]:
             args.append("--brain-extract")
     else:
