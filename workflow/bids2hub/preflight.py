@@ -73,10 +73,10 @@ def missing_setup(
     """
     problems: list[str] = []
     if viewer:
-        from bids2hub.paper.viewer import MANIFEST, load_bundle
+        from bids2hub.paper.viewer import MANIFEST, verify_bundle
 
         try:
-            load_bundle(niivue_manifest or MANIFEST)
+            verify_bundle(niivue_manifest or MANIFEST)
         except Bids2HubError as exc:
             problems.append(f"{exc} (or set paper.viewer.enabled: false)")
     if not tools_in_job_env:

@@ -150,14 +150,14 @@ def viewer_subject(config: dict[str, Any], segmentation: dict[str, Any]) -> str 
 # ------------------------------------------------------------------ the vendored bundle
 
 
-def load_bundle(manifest: Path = MANIFEST) -> tuple[dict[str, Any], str]:
-    """The manifest and the text of the vendored NiiVue bundle, verified against it.
+def verify_bundle(manifest: Path = MANIFEST) -> tuple[dict[str, Any], bytes]:
+    """The manifest and the bytes of the vendored NiiVue bundle, checked against its sha256.
 
     Raises
     ------
     ViewerError
         One line naming the file: manifest unreadable, bundle absent or not the recorded
-        bytes (with what to run).
+        bytes (with what to do).
     """
     try:
         info = json.loads(Path(manifest).read_text(encoding="utf-8"))
@@ -178,6 +178,19 @@ def load_bundle(manifest: Path = MANIFEST) -> tuple[dict[str, Any], str]:
             f"{bundle}: sha256 {digest[:12]}... is not the NiiVue {info.get('version', '?')} "
             f"bundle recorded in {Path(manifest).name} ({expected[:12]}...); {ASSETS_HINT}"
         )
+    return info, data
+
+
+def load_bundle(manifest: Path = MANIFEST) -> tuple[dict[str, Any], str]:
+    """The manifest and the text of the verified bundle (:func:`verify_bundle`), inlinable.
+
+    Raises
+    ------
+    ViewerError
+        As :func:`verify_bundle`, or the bundle would end the inline ``<script>`` early.
+    """
+    info, data = verify_bundle(manifest)
+    bundle = Path(manifest).parent / info["file"]
     text = data.decode("utf-8")
     if "</script" in text.lower():  # would end the inline <script> early
         raise ViewerError(f"{bundle}: contains '</script' and cannot be inlined")
