@@ -67,7 +67,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
-sys.path.insert(0, str(REPO / "workflow"))
+sys.path[:0] = [str(REPO / "workflow"), str(REPO)]  # the package, and tests.synthetic
 
 from bids2hub.plan import prepare  # noqa: E402
 

@@ -102,3 +102,36 @@ def test_decode_is_optional(arc_tree_ro: Path, tmp_path: Path, decode: bool) -> 
     result = check_shard(shard, manifest, cmap, "M2105", ses, session, decode=decode)
     assert result["failures"] == []
     assert (result["checked"]["columns_decoded"] > 0) is decode
+
+
+@pytest.mark.parametrize("binary", ["binary", "large_binary"])
+def test_cells_are_viewed_in_place_with_offsets_and_nulls(binary: str) -> None:
+    """Cells are views of the column's buffer: a sliced chunk, null lists and null bytes."""
+    import pyarrow as pa
+    from bids2hub.validate.roundtrip import _nifti_cells
+
+    btype = getattr(pa, binary)()
+    cell = pa.struct([("bytes", btype), ("path", pa.string())])
+    lists = pa.array(
+        [
+            [{"bytes": b"skipped", "path": "x.nii.gz"}],
+            [{"bytes": b"abc", "path": "a.nii.gz"}, {"bytes": None, "path": "b.nii.gz"}],
+            None,
+        ],
+        type=pa.list_(cell),
+    )
+    first, second, third = (pa.chunked_array([lists.slice(i, 1)]) for i in range(3))
+    got = _nifti_cells(second, is_list=True)
+    assert [(bytes(v) if v is not None else None, p) for v, p in got] == [
+        (b"abc", "a.nii.gz"),
+        (None, "b.nii.gz"),
+    ]
+    assert isinstance(got[0][0], memoryview)  # not a copy
+    assert [(bytes(v), p) for v, p in _nifti_cells(first, is_list=True)] == [
+        (b"skipped", "x.nii.gz")
+    ]
+    assert _nifti_cells(third, is_list=True) == []
+    single = pa.array([{"bytes": b"zz", "path": "s.nii.gz"}, None], type=cell)
+    one = _nifti_cells(pa.chunked_array([single.slice(0, 1)]), is_list=False)
+    assert [(bytes(v), p) for v, p in one] == [(b"zz", "s.nii.gz")]
+    assert _nifti_cells(pa.chunked_array([single.slice(1, 1)]), is_list=False) == []
