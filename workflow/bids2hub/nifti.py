@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from isal import isal_zlib
 
 from bids2hub.errors import NiftiError
