@@ -342,7 +342,7 @@ def test_prepare_dwi_writes_3d_float32_on_the_dwi_grid(tmp_path: Path) -> None:
     dwi.with_name("sub-X_dwi.bval").write_text(" ".join(map(str, bvals)))
     target = {"mode": "raw", "session": "", "dwi": "sub-X/dwi/sub-X_dwi.nii.gz",
               "bval": "sub-X/dwi/sub-X_dwi.bval", "shell": 1000.0, "flair": None}  # fmt: skip
-    info = prepare_dwi(root, target, tmp_path / "work")
+    info = prepare_dwi(root, target, *_prepared(tmp_path / "work"))
     assert info["shell_volumes"] == [1, 2, 3] and info["b0_volumes"] == [0]
     for name in ("dwi", "adc"):
         out = nib.load(tmp_path / "work" / f"{name}.nii.gz")
@@ -354,8 +354,12 @@ def test_prepare_dwi_writes_3d_float32_on_the_dwi_grid(tmp_path: Path) -> None:
     # The .bval changed after planning: a clear error, nothing new written.
     dwi.with_name("sub-X_dwi.bval").write_text("0 1000 1000")
     with pytest.raises(BidsError, match=r"4 volume\(s\) but sub-X/dwi/sub-X_dwi.bval has 3 values"):
-        prepare_dwi(root, target, tmp_path / "work2")
+        prepare_dwi(root, target, *_prepared(tmp_path / "work2"))
     assert not (tmp_path / "work2").exists()
+
+
+def _prepared(folder: Path) -> tuple[Path, Path]:
+    return folder / "dwi.nii.gz", folder / "adc.nii.gz"
 
 
 def test_prepare_dwi_uses_a_scanner_adc_in_micro_units(tmp_path: Path) -> None:
@@ -364,7 +368,7 @@ def test_prepare_dwi_uses_a_scanner_adc_in_micro_units(tmp_path: Path) -> None:
     _nifti(root / "sub-D/dwi/sub-D_adc.nii.gz", (4, 4, 3), 800.0)  # 800e-6 mm^2/s
     target = {"mode": "precomputed", "session": "", "dwi": "sub-D/dwi/sub-D_dwi.nii.gz",
               "adc": "sub-D/dwi/sub-D_adc.nii.gz", "flair": None}  # fmt: skip
-    info = prepare_dwi(root, target, tmp_path / "w")
+    info = prepare_dwi(root, target, *_prepared(tmp_path / "w"))
     assert info["adc_scale"] == 1e-6
     np.testing.assert_allclose(nib.load(tmp_path / "w/adc.nii.gz").get_fdata(), 800e-6, rtol=1e-5)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from bids2hub.errors import SegmentationError
+from bids2hub.layout import DERIVATIVE
 from bids2hub.segment.masks import build_masks_table, mask_relpath, planned_masks, read_generator
 
 DIGEST = "sha256:" + "ab" * 32
@@ -65,7 +66,7 @@ def test_masks_table_rows_decode_and_are_deterministic(tmp_path: Path) -> None:
     _mask(hub / mask_relpath("B", ""), 0, zooms=(1.0, 1.0, 1.0))
     desc = _description(tmp_path / "d.json", uri=f"docker://x/deepisles@{DIGEST}")
     out = hub / "masks" / "masks.parquet"
-    rows = build_masks_table(hub, [("B", ""), ("A", "1")], desc, out)
+    rows = build_masks_table(hub / DERIVATIVE, [("B", ""), ("A", "1")], desc, out)
     assert [(r["subject_id"], r["session_id"], r["volume_ml"]) for r in rows] == [
         ("sub-A", "ses-1", 0.08),  # 10 voxels of 8 mm^3
         ("sub-B", None, 0.0),
@@ -78,7 +79,7 @@ def test_masks_table_rows_decode_and_are_deterministic(tmp_path: Path) -> None:
     img = ds[0]["lesion_mask"]
     assert img.shape == (6, 6, 6) and int(img.get_fdata().sum()) == 10
     first = hashlib.sha256(out.read_bytes()).hexdigest()
-    build_masks_table(hub, [("A", "1"), ("B", "")], desc, out)
+    build_masks_table(hub / DERIVATIVE, [("A", "1"), ("B", "")], desc, out)
     assert hashlib.sha256(out.read_bytes()).hexdigest() == first
 
 
@@ -87,12 +88,12 @@ def test_missing_or_broken_mask_names_the_file(tmp_path: Path) -> None:
     desc = _description(tmp_path / "d.json")
     out = hub / "masks.parquet"
     with pytest.raises(SegmentationError, match=r"sub-A_ses-1_desc-lesion_mask\.nii\.gz.*missing"):
-        build_masks_table(hub, [("A", "1")], desc, out)
+        build_masks_table(hub / DERIVATIVE, [("A", "1")], desc, out)
     bad = hub / mask_relpath("A", "1")
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a nifti at all")
     with pytest.raises(SegmentationError, match="sub-A_ses-1_desc-lesion_mask"):
-        build_masks_table(hub, [("A", "1")], desc, out)
+        build_masks_table(hub / DERIVATIVE, [("A", "1")], desc, out)
     assert not out.exists()
     with pytest.raises(SegmentationError, match="GeneratedBy"):
         read_generator(_write(tmp_path / "e.json", {"Name": "x"}))

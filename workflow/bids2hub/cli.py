@@ -25,10 +25,11 @@ log = logging.getLogger("bids2hub")
 
 def _cmd_index(args: argparse.Namespace) -> int:
     from bids2hub.index.manifest import load_index
+    from bids2hub.layout import Layout
 
     manifest, rebuilt = load_index(
         Path(args.bids_dir),
-        Path(args.out_dir) / "index" / "manifest.parquet",
+        Path(Layout.of(args.out_dir).manifest),
         exclude=[Path(args.out_dir)],
     )
     state = "written" if rebuilt else "up to date"
@@ -98,9 +99,8 @@ def _cmd_segment_prepare(args: argparse.Namespace) -> int:
     from bids2hub.segment.prepare import prepare_dwi
 
     target = json.loads(args.target)
-    out_dir = Path(args.out_dir)
-    info = prepare_dwi(Path(args.bids_dir), target, out_dir)
-    write_if_changed(out_dir / "prepared.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
+    info = prepare_dwi(Path(args.bids_dir), target, Path(args.dwi), Path(args.adc))
+    write_if_changed(Path(args.info), json.dumps(info, indent=1, sort_keys=True) + "\n")
     if info["mode"] == "raw":
         log.info(
             "session '%s': %s, b=%g shell (%d volumes, mean b %.1f), b0 volumes %s; FLAIR %s",
@@ -203,7 +203,9 @@ def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("prepare", help="write the b~1000 trace and ADC of one subject")
     p.add_argument("--bids-dir", required=True)
     p.add_argument("--target", required=True, help="the subject's entry of the plan (JSON)")
-    p.add_argument("--out-dir", required=True, help="writes dwi.nii.gz, adc.nii.gz, prepared.json")
+    p.add_argument("--dwi", required=True, help="the b~1000 trace to write")
+    p.add_argument("--adc", required=True, help="the ADC (mm^2/s) to write")
+    p.add_argument("--info", required=True, help="the record of what was used (JSON)")
     p.set_defaults(func=_cmd_segment_prepare)
 
     p = cmds.add_parser("run", help="segment one subject and write the checked mask")
@@ -274,7 +276,7 @@ def _cmd_masks_table(args: argparse.Namespace) -> int:
 
     sessions = planned_masks(Path(args.plan))
     rows = build_masks_table(
-        Path(args.hub_dir), sessions, Path(args.description), Path(args.output)
+        Path(args.masks_dir), sessions, Path(args.description), Path(args.output)
     )
     for r in rows:
         log.info("%s %s: %.3f ml (%s)", r["subject_id"], r["session_id"] or "", r["volume_ml"],
@@ -284,18 +286,20 @@ def _cmd_masks_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from bids2hub.config import with_defaults
+    from bids2hub.layout import Layout
     from bids2hub.plan import prepare
     from bids2hub.status import collect_status, format_table, format_tsv, load_config
 
     config_dir = Path(__file__).resolve().parents[2] / "config"
     config = load_config([Path(p) for p in args.configfile], config_dir / "config.yaml")
     workdir = Path(args.directory)
-    if not Path(config.get("out_dir", "results")).is_absolute():
-        config["out_dir"] = str(workdir / config.get("out_dir", "results"))
+    out = with_defaults(config, "out_dir")
+    config["out_dir"] = out if Path(out).is_absolute() else str(workdir / out)
     if "bids_dir" in config and not Path(config["bids_dir"]).is_absolute():
         config["bids_dir"] = str(workdir / config["bids_dir"])
     out_dir = Path(config["out_dir"])
-    if not (out_dir / "index" / "manifest.parquet").is_file():
+    if not Path(Layout.of(out_dir).manifest).is_file():
         raise Bids2HubError(f"{out_dir}: no index yet; run the workflow first")
     setup = prepare(config, config_dir=config_dir, refresh_index=False)
     report = collect_status(setup, workdir)
@@ -445,25 +449,27 @@ def _cmd_bids_validator(args: argparse.Namespace) -> int:
 
 def _cmd_list_intact(args: argparse.Namespace) -> int:
     from bids2hub.index.manifest import read_manifest
+    from bids2hub.layout import CheckFiles
     from bids2hub.validate.report import list_intact, selected_keys
     from bids2hub.validate.sources import dumps
 
     manifest = read_manifest(Path(args.manifest))
     keys = selected_keys(manifest, args.subjects)
-    result = list_intact(Path(args.out_dir), keys)
+    result = list_intact(CheckFiles(args.session_checks), keys)
     _write_json(Path(args.output), dumps(result))
     log.info("%d intact session(s), %d blocked", len(result["intact"]), len(result["blocked"]))
     return 0
 
 
 def _cmd_validation_report(args: argparse.Namespace) -> int:
+    from bids2hub.layout import CheckFiles
     from bids2hub.validate.report import build_report, write_report
 
     manifest, cmap = _load_inputs(args)
     report = build_report(
         manifest,
         cmap,
-        Path(args.out_dir),
+        CheckFiles(args.session_checks, args.shard_checks, args.validator),
         subjects=args.subjects,
         count_tolerance=args.count_tolerance,
         tolerate_validator_errors=args.tolerate_validator_errors,
@@ -489,6 +495,9 @@ def _cmd_check_validation(args: argparse.Namespace) -> int:
     if args.output:
         _write_json(Path(args.output), line + "\n")
     return 0
+
+
+_CHECKS_HELP = "the session checks' path pattern, with {sub} and {shard} (the rule's output)"
 
 
 def _add_validation_parsers(sub: argparse._SubParsersAction) -> None:
@@ -519,16 +528,18 @@ def _add_validation_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("list-intact-sessions", help="sessions whose shards can be read back")
     p.add_argument("--manifest", required=True)
-    p.add_argument("--out-dir", required=True, help="the workflow's out_dir")
+    p.add_argument("--session-checks", required=True, help=_CHECKS_HELP)
     p.add_argument("--subjects", nargs="*", default=None, help="limit to these subjects")
     p.add_argument("--output", required=True)
     p.set_defaults(func=_cmd_list_intact)
 
     p = sub.add_parser("validation-report", help="write validation/report.json and report.html")
     common(p, session=False)
-    p.add_argument("--out-dir", required=True, help="the workflow's out_dir")
+    p.add_argument("--session-checks", required=True, help=_CHECKS_HELP)
+    p.add_argument("--shard-checks", required=True, help="the round-trips' pattern, likewise")
+    p.add_argument("--validator", required=True, help="the BIDS validator's result (JSON)")
     p.add_argument("--subjects", nargs="*", default=None, help="limit to these subjects")
-    p.add_argument("--count-tolerance", type=int, default=0)
+    p.add_argument("--count-tolerance", type=int, required=True)
     p.add_argument("--tolerate-validator-errors", action="store_true")
     p.add_argument("--segmentation", default=None, help="index/segmentation.json, if any")
     p.add_argument("--qc", default=None, help="qc/segmentation.tsv, if any (flagged masks)")
@@ -608,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_dataset_card)
 
     p = sub.add_parser("masks-table", help="write the lesion masks table (hub/masks/masks.parquet)")
-    p.add_argument("--hub-dir", required=True, help="the hub/ folder holding derivatives/")
+    p.add_argument("--masks-dir", required=True, help="the masks' derivatives dataset")
     p.add_argument("--plan", required=True, help="segmentation plan (index/segmentation.json)")
     p.add_argument("--description", required=True, help="masks' dataset_description.json")
     p.add_argument("--output", required=True)

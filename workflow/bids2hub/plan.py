@@ -22,6 +22,7 @@ from bids2hub.fsutil import write_if_changed
 from bids2hub.index.bidsname import natural_key
 from bids2hub.index.manifest import Manifest, load_index, shard_id
 from bids2hub.index.phenotype import participants_fields, read_participants
+from bids2hub.layout import DESCRIPTION, Layout
 from bids2hub.shards.colmap import ColumnMap, generic_map, load_map, resolve_map_path
 
 
@@ -40,21 +41,35 @@ class WorkflowSetup:
     segmentation: dict[str, Any]  # the plan: {"targets": {...}, "excluded": {...}}
     _paths: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
+    @functools.cached_property
+    def layout(self) -> Layout:
+        """Every path of the run under out_dir."""
+        return Layout.of(self.out_dir)
+
     @property
     def bids_dir(self) -> Path:
         """Resolved BIDS root."""
         return self.manifest.root
 
     @property
+    def bids_description(self) -> Path:
+        """The dataset's dataset_description.json."""
+        return self.manifest.root / DESCRIPTION
+
+    def subjects_arg(self) -> str:
+        """``--subjects ...`` of the aggregate jobs when the run is limited to some subjects."""
+        subjects = self.config["subjects"]
+        return ("--subjects " + " ".join(subjects)) if subjects else ""
+
+    @property
     def manifest_path(self) -> Path:
         """The cached index."""
-        return self.out_dir / "index" / "manifest.parquet"
+        return Path(self.layout.manifest)
 
     def shard_path(self, shard: str) -> str:
         """Output path of one shard."""
         sub, _ses = self.shards[shard]
-        # String formatting, not pathlib: called once per session at every parse.
-        return f"{self.out_dir}/hub/data/sub-{sub}/{shard}.parquet"
+        return self.layout.shard(sub, shard)
 
     def shard_targets(self) -> list[str]:
         """Every shard of the run, in subject/session order."""
@@ -63,7 +78,7 @@ class WorkflowSetup:
     @property
     def columns_path(self) -> Path:
         """The resolved column map every shard job reads (rewritten only on change)."""
-        return self.out_dir / "index" / "columns.json"
+        return Path(self.layout.columns)
 
     def _session_records(self, shard: str) -> list:
         sub, ses = self.shards[shard]
@@ -112,48 +127,36 @@ class WorkflowSetup:
         return self._validation_paths("shard")[shard]
 
     def _validation_paths(self, kind: str) -> dict[str, str]:
-        """Shard -> check path, built once per parse (the rules ask for every session).
-
-        The folder and extension come from the validation stage's layout
-        (``validate.report.session_result`` / ``shard_result``, asked once); the
-        per-session names are formatted, not built with pathlib.
-        """
+        """Shard -> check path, built once per parse (the rules ask for every session)."""
         if kind not in self._paths:
-            from bids2hub.validate.report import session_result, shard_result
-
-            probe = (session_result if kind == "session" else shard_result)(self.out_dir, "X", "")
-            folder, ext = probe.parent.parent, probe.suffix
-            self._paths[kind] = {
-                shard: f"{folder}/sub-{sub}/{shard}{ext}" for shard, (sub, _) in self.shards.items()
-            }
+            path = self.layout.session_check if kind == "session" else self.layout.shard_check
+            self._paths[kind] = {shard: path(sub, shard) for shard, (sub, _) in self.shards.items()}
         return self._paths[kind]
 
     # ------------------------------------------------------------ segmentation
 
     @property
     def segmentation_path(self) -> Path:
-        """The segmentation plan (interface 1), rewritten only when it changes."""
-        return self.out_dir / "index" / "segmentation.json"
+        """The segmentation plan, rewritten only when it changes."""
+        return Path(self.layout.segmentation)
 
     @functools.cached_property
     def derivatives_dir(self) -> Path:
         """The lesion-mask derivatives dataset."""
-        from bids2hub.layout import DERIVATIVE
-
-        return self.out_dir / "hub" / DERIVATIVE
+        return Path(self.layout.derivatives)
 
     def prepared_dir(self, sub: str) -> Path:
-        """Where prepare_dwi writes a subject's trace, ADC and prepared.json."""
-        return self.out_dir / "work" / "deepisles" / f"sub-{sub}"
+        """Where prepare_dwi writes a subject's trace, ADC and record."""
+        return Path(self.layout.prepared_dir(sub))
 
     def prepared_info_path(self, sub: str) -> Path:
         """prepare_dwi's record of what it used (its last output)."""
-        return self.prepared_dir(sub) / "prepared.json"
+        return Path(self.layout.prepared_info(sub))
 
     @property
     def qc_path(self) -> Path:
         """Per-subject segmentation QC table."""
-        return self.out_dir / "qc" / "segmentation.tsv"
+        return Path(self.layout.qc_table)
 
     def segment_target(self, sub: str) -> dict[str, Any]:
         """The plan entry of a subject; WorkflowError-friendly KeyError message otherwise."""
@@ -165,10 +168,7 @@ class WorkflowSetup:
 
     def mask_path(self, sub: str) -> str:
         """Derivative mask of a target subject."""
-        from bids2hub.layout import mask_relpath
-
-        ses = self.segment_target(sub)["session"]
-        return f"{self.derivatives_dir}/{mask_relpath(sub, ses)}"
+        return self.layout.mask(sub, self.segment_target(sub)["session"])
 
     def mask_targets(self) -> list[str]:
         """Every mask of the run (one per plan target)."""
@@ -184,8 +184,8 @@ class WorkflowSetup:
             return []
         return [
             *self.mask_targets(),
-            str(self.derivatives_dir / "dataset_description.json"),
-            str(self.qc_path),
+            self.layout.masks_description,
+            self.layout.qc_table,
         ]
 
     def dwi_inputs(self, sub: str) -> dict[str, str]:
@@ -249,15 +249,16 @@ def prepare(
     """
     config = validate_config(raw_config)
     out_dir = Path(config["out_dir"]).resolve()
+    layout = Layout.of(out_dir)
     try:
-        (out_dir / "index").mkdir(parents=True, exist_ok=True)
+        Path(layout.index_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"out_dir '{out_dir}' cannot be created ({exc.strerror})") from None
     bids_dir = Path(config["bids_dir"]).expanduser()
     map_path = resolve_map_path(config.get("dataset"), config_dir)
     manifest, rebuilt = load_index(
         bids_dir,
-        out_dir / "index" / "manifest.parquet",
+        Path(layout.manifest),
         refresh=refresh_index,
         exclude=[out_dir],
     )
@@ -282,7 +283,7 @@ def prepare(
     shards = {shard_id(sub, ses): (sub, ses) for sub, ses in keys}
     tsv_rec = manifest.top_level("participants.tsv")
     tsv = manifest.absolute(tsv_rec) if tsv_rec else None
-    columns_path = out_dir / "index" / "columns.json"
+    columns_path = Path(layout.columns)
     if refresh_index or not columns_path.is_file():
         cmap = (
             load_map(map_path)
@@ -294,16 +295,26 @@ def prepare(
         cmap = ColumnMap.from_json(columns_path.read_text(encoding="utf-8"))
     people = read_participants(tsv)
     subjects = sorted({sub for sub, _ in shards.values()}, key=natural_key)
-    plan = _segmentation_plan(config, out_dir, manifest, subjects, refresh_index, cmap.expert_masks)
+    plan = _segmentation_plan(config, layout, manifest, subjects, refresh_index, cmap.expert_masks)
     from bids2hub.segment.plan import check_skull_strip
 
     check_skull_strip(config, plan)
     return WorkflowSetup(config, out_dir, manifest, map_path, shards, rebuilt, cmap, people, plan)
 
 
+def _module_file(name: str) -> str:
+    """The source file of a module of the package, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:  # pragma: no cover - the package is installed
+        raise ConfigError(f"module {name} not found")
+    return spec.origin
+
+
 def _segmentation_plan(
     config: dict[str, Any],
-    out_dir: Path,
+    layout: Layout,
     manifest: Manifest,
     subjects: list[str],
     refresh: bool,
@@ -312,17 +323,16 @@ def _segmentation_plan(
     """Plan the segmentation (main process) or read the plan (cluster jobs).
 
     The main process reads per-file facts (b-values, header shapes) from
-    ``index/dwi_facts.json`` keyed by (path, size, mtime) and only opens files
-    that changed; jobs read ``index/segmentation.json`` and nothing else.
+    the DWI facts file keyed by (path, size, mtime) and only opens files
+    that changed; jobs read the segmentation plan and nothing else.
     """
-    index = out_dir / "index"
-    plan_path = index / "segmentation.json"
+    plan_path = Path(layout.segmentation)
     if not refresh and plan_path.is_file():
         return json.loads(plan_path.read_text(encoding="utf-8"))
     # The plan is a function of the indexed files, the subjects, the session choice
     # and the planning code: with all of them unchanged, the last plan is reused
     # (planning reads every DWI run's b-values: ~1 s at 902 sessions, ~10 s at 10k).
-    key_path = index / "segmentation.key"
+    key_path = Path(layout.segmentation_key)
     key = hashlib.sha256(
         json.dumps(
             [
@@ -332,8 +342,8 @@ def _segmentation_plan(
                 config["segment"]["allow_any_shell"],
                 list(expert_descs),
                 *(
-                    hashlib.sha256((Path(__file__).parent / code).read_bytes()).hexdigest()
-                    for code in ("segment/plan.py", "index/companions.py")
+                    hashlib.sha256(Path(_module_file(code)).read_bytes()).hexdigest()
+                    for code in ("bids2hub.segment.plan", "bids2hub.index.companions")
                 ),
             ]
         ).encode()
@@ -344,7 +354,7 @@ def _segmentation_plan(
             return json.loads(plan_path.read_text(encoding="utf-8"))
     from bids2hub.segment import plan as dwi  # numpy, nibabel: only when planning
 
-    facts = dwi.FactCache(manifest, index / "dwi_facts.json")
+    facts = dwi.FactCache(manifest, Path(layout.dwi_facts))
     plan = dwi.plan_segmentation(
         manifest,
         subjects,
@@ -357,3 +367,68 @@ def _segmentation_plan(
     write_if_changed(plan_path, dwi.plan_json(plan))
     write_if_changed(key_path, key + "\n")
     return plan
+
+
+@dataclass(frozen=True)
+class Plans:
+    """Every stage's parse-time plan, built in one place (the Snakefile's one ``try``).
+
+    A stage reads another stage only through the plan objects it is given here,
+    so no rule file depends on another's globals or on the order of the includes.
+    """
+
+    setup: WorkflowSetup  # index, shards and the segmentation plan
+    validation: Any  # bids2hub.validate.plan.ValidationPlan
+    hub: Any  # bids2hub.hub.publish.HubPlan (reads: validation)
+    paper: Any  # bids2hub.paper.plan.PaperPlan (reads: hub, validation)
+    viewer: Any  # bids2hub.paper.viewer.ViewerPlan
+    deepisles_image: str  # where the segmentation rules find the DeepISLES image
+
+    @property
+    def layout(self) -> Layout:
+        """Every path under out_dir."""
+        return self.setup.layout
+
+    def targets(self) -> list[str]:
+        """The default target's files, but the per-session ones (input functions give them)."""
+        return [
+            *self.hub.targets(),
+            *self.hub.dataset_file_targets(),
+            *self.hub.preview_targets(),
+            *self.validation.targets(),
+            *self.paper.targets(),
+            *self.viewer.targets(),
+        ]
+
+
+def plan_workflow(
+    raw_config: dict[str, Any],
+    *,
+    config_dir: Path,
+    refresh_index: bool = True,
+) -> Plans:
+    """Validate the config and plan every stage (see :func:`prepare` for the arguments).
+
+    In the main process (``refresh_index``) it also writes the paper's provenance input
+    record, the one parse-time output that is not an index file.
+
+    Raises
+    ------
+    Bids2HubError
+        With one line saying what is wrong, whichever stage found it.
+    """
+    from bids2hub.hub.publish import HubPlan
+    from bids2hub.paper.plan import PaperPlan
+    from bids2hub.paper.viewer import ViewerPlan
+    from bids2hub.segment.deepisles import image_path
+    from bids2hub.validate.plan import ValidationPlan
+
+    setup = prepare(raw_config, config_dir=config_dir, refresh_index=refresh_index)
+    validation = ValidationPlan.from_setup(setup)
+    hub = HubPlan.from_setup(setup, validation=validation)
+    paper = PaperPlan.from_setup(setup, hub=hub, validation=validation)
+    viewer = ViewerPlan.from_setup(setup)
+    plans = Plans(setup, validation, hub, paper, viewer, str(image_path(setup.config)))
+    if paper.enabled and refresh_index:
+        paper.write_provenance_inputs()
+    return plans

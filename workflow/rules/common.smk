@@ -1,4 +1,6 @@
 # Helpers shared by the rules: constraints and input functions (O(1) per job).
+# Every stage file that uses them includes this file itself (a second include
+# is skipped), so no stage depends on the order of the Snakefile's includes.
 
 
 wildcard_constraints:
@@ -19,11 +21,6 @@ def all_segment_targets(wildcards):
     return SETUP.segment_targets()
 
 
-def hub_masks(wildcards):
-    """The masks the masks table and the push read (HUB: rules/hub.smk)."""
-    return list(HUB.masks)
-
-
 def shard_sources(wildcards):
     """Every file of the shard's session and the resolved column map.
 
@@ -36,7 +33,7 @@ def shard_sources(wildcards):
         )
     return {
         "session": SETUP.session_inputs(wildcards.shard),
-        "columns": str(SETUP.columns_path),
+        "columns": L.columns,
     }
 
 

@@ -7,25 +7,21 @@
 
 from bids2hub.segment import deepisles as _deepisles
 
-DEEPISLES = SETUP.config["segment"]["deepisles"]
-DEEPISLES_IMAGE = str(_deepisles.image_path(SETUP.config))
-DEEPISLES_RECEIPT = f"{OUT}/containers/deepisles-image.json"
-
 
 rule pull_deepisles_image:
     output:
-        receipt=DEEPISLES_RECEIPT,
+        receipt=L.image_receipt,
     log:
-        f"{OUT}/logs/pull_deepisles_image/pull_deepisles_image.log",
+        L.log("pull_deepisles_image"),
     benchmark:
-        f"{OUT}/benchmarks/pull_deepisles_image/pull_deepisles_image.tsv"
+        L.benchmark("pull_deepisles_image")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        image=DEEPISLES_IMAGE,
-        uri=DEEPISLES["uri"],
-        min_bytes=DEEPISLES["min_image_bytes"],
+        image=PLANS.deepisles_image,
+        uri=SETUP.config["segment"]["deepisles"]["uri"],
+        min_bytes=SETUP.config["segment"]["deepisles"]["min_image_bytes"],
         given="--given" if _deepisles.image_given(SETUP.config) else "",
     shell:
         "python -m bids2hub pull-image --image {params.image:q} --uri {params.uri:q}"

@@ -1,21 +1,19 @@
 # The source dataset's dataset-level files (dataset_description.json, participants.tsv,
 # README, inherited sidecars, each derivative's dataset_description.json), copied byte
 # for byte under hub/bids/ and pushed with the shards: `bids2hub restore` needs them
-# to write a valid BIDS dataset back (bids2hub.hub.restore). Include before hub.smk.
-
-
-include: "dataset_files_common.smk"
+# to write a valid BIDS dataset back (bids2hub.hub.restore). Which files: HUB
+# (bids2hub.hub.publish.HubPlan, one listing of the source's root per parse).
 
 
 rule copy_dataset_files:
     input:
-        [str(SETUP.bids_dir / name) for name in DATASET_FILES],
+        HUB.dataset_file_sources(),
     output:
-        dataset_file_targets(),
+        HUB.dataset_file_targets(),
     log:
-        f"{OUT}/logs/copy_dataset_files/copy_dataset_files.log",
+        L.log("copy_dataset_files"),
     benchmark:
-        f"{OUT}/benchmarks/copy_dataset_files/copy_dataset_files.tsv"
+        L.benchmark("copy_dataset_files")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"

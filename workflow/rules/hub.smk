@@ -1,44 +1,37 @@
 # Publishing: the masks table, the dataset card and the push to the Hub.
 #
-# Hooks into the other stages, decided at parse time (bids2hub.hub.publish.HubPlan):
-# - masks: the segmentation plan index/segmentation.json (written by SETUP when
-#   the segmentation stage exists) lists the sessions that get a mask;
-#   without it there is no masks table and no `masks` config in the card.
-# - counts: when the rule `write_validation_report` is defined (include validate.smk
-#   before this file), the card reads validation/report.json's counts. Asked of
-#   `rules` (this workflow's own names, also when it is a module whose rules are
-#   renamed by `use rule * from ... as prefix_*`), not of workflow.is_rule.
+# Decided at parse time (bids2hub.hub.publish.HubPlan, built in the Snakefile):
+# - masks: the segmentation plan lists the sessions that get a mask; without
+#   one there is no masks table and no `masks` config in the card.
+# - counts and gate: the validation stage's plan (VALIDATION) gives the report
+#   the card reads its counts from, and the mark the push waits for.
 import json
 
-from bids2hub.hub.publish import HubPlan
 
-try:
-    HUB = HubPlan.from_setup(
-        SETUP, has_validation_report=rules.has("write_validation_report")
-    )
-except Bids2HubError as exc:
-    sys.exit(f"bids2hub: error: {exc}")
+include: "common.smk"
 
 
 rule build_masks_table:
     input:
-        masks=hub_masks,
+        masks=lambda wildcards: list(HUB.masks),
         description=HUB.masks_description,
-        plan=str(HUB.plan),
+        plan=HUB.plan,
     output:
         table=HUB.masks_table,
     log:
-        f"{OUT}/logs/build_masks_table/build_masks_table.log",
+        L.log("build_masks_table"),
     benchmark:
-        f"{OUT}/benchmarks/build_masks_table/build_masks_table.tsv"
+        L.benchmark("build_masks_table")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        hub=lambda wildcards, output: str(Path(output.table).parent.parent),
+        # The derivative's root: where its dataset_description.json is.
+        masks_dir=lambda wildcards, input: os.path.dirname(input.description),
     shell:
-        "python -m bids2hub masks-table --hub-dir {params.hub:q} --plan {input.plan:q}"
-        " --description {input.description:q} --output {output.table:q} > {log:q} 2>&1"
+        "python -m bids2hub masks-table --masks-dir {params.masks_dir:q}"
+        " --plan {input.plan:q} --description {input.description:q}"
+        " --output {output.table:q} > {log:q} 2>&1"
 
 
 rule dataset_card:
@@ -47,9 +40,9 @@ rule dataset_card:
     output:
         card=HUB.card,
     log:
-        f"{OUT}/logs/dataset_card/dataset_card.log",
+        L.log("dataset_card"),
     benchmark:
-        f"{OUT}/benchmarks/dataset_card/dataset_card.tsv"
+        L.benchmark("dataset_card")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
@@ -59,7 +52,7 @@ rule dataset_card:
         n_sessions=HUB.n_sessions,
         n_masks=len(HUB.masks),
         optional=HUB.card_args(),
-        preview="--preview" if PREVIEW_ENABLED else "",
+        preview="--preview" if HUB.preview else "",
     shell:
         "python -m bids2hub dataset-card --bids-description {input.description:q}"
         " --columns {input.columns:q} --repo-id={params.repo_id:q}"
@@ -78,25 +71,26 @@ rule push_to_hub:
     input:
         shards=all_shards,
         card=HUB.card,
-        masks=hub_masks,
+        masks=lambda wildcards: list(HUB.masks),
         masks_extra=HUB.masks_extra(),
-        dataset_files=dataset_file_targets(),
-        preview=preview_targets(),
+        dataset_files=HUB.dataset_file_targets(),
+        preview=HUB.preview_targets(),
         # Nothing is published that failed a hard validation check.
         validated=HUB.validation_gate(),
     output:
         receipt=HUB.receipt,
     log:
-        f"{OUT}/logs/push_to_hub/push_to_hub.log",
+        L.log("push_to_hub"),
     benchmark:
-        f"{OUT}/benchmarks/push_to_hub/push_to_hub.tsv"
+        L.benchmark("push_to_hub")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        hub=lambda wildcards, output: str(Path(output.receipt).parent),
+        # The pushed folder: the one the receipt is written in.
+        hub=lambda wildcards, output: os.path.dirname(output.receipt),
         options=json.dumps(SETUP.config["hub"], sort_keys=True),
-        hash_cache=f"{OUT}/work/hub/local-hashes.json",
+        hash_cache=L.push_hash_cache,
     shell:
         "python -m bids2hub push --hub-dir {params.hub:q} --options {params.options:q}"
         " --receipt {output.receipt:q} --hash-cache {params.hash_cache:q} 2>&1 | tee {log:q}"

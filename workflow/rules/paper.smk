@@ -1,7 +1,8 @@
 # Paper artifacts under {out_dir}/paper/: Table 1, lesion volumes, figures,
 # per-subject QC overlays, runtimes from the benchmark files, provenance.json.
 # Tables and figures are attached to `snakemake --report` with captions from
-# workflow/report/. Include after validate.smk and hub.smk (it hashes their outputs).
+# workflow/report/. The outputs of the other stages it waits for and hashes come from
+# PAPER (bids2hub.paper.plan.PaperPlan), which reads them from their plans.
 
 
 include: "paper_common.smk"
@@ -9,19 +10,19 @@ include: "paper_common.smk"
 
 rule measure_lesion_volumes:
     input:
-        manifest=str(SETUP.manifest_path),
+        manifest=L.manifest,
         experts=paper_experts,
-        qc=[str(SETUP.qc_path)] if PAPER.predicted else [],
+        qc=[L.qc_table] if PAPER.predicted else [],
     output:
-        PAPER.path("lesion_volumes.tsv"),
+        L.lesion_volumes,
     log:
-        f"{OUT}/logs/measure_lesion_volumes/measure_lesion_volumes.log",
+        L.log("measure_lesion_volumes"),
     benchmark:
-        f"{OUT}/benchmarks/measure_lesion_volumes/measure_lesion_volumes.tsv"
+        L.benchmark("measure_lesion_volumes")
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        subjects=PAPER_SUBJECTS,
+        subjects=SETUP.subjects_arg(),
         qc=lambda wildcards, input: (
             f"--qc {shlex.quote(input.qc[0])}" if input.qc else ""
         ),
@@ -32,27 +33,27 @@ rule measure_lesion_volumes:
 
 rule write_cohort_table:
     input:
-        manifest=str(SETUP.manifest_path),
-        volumes=PAPER.path("lesion_volumes.tsv"),
+        manifest=L.manifest,
+        volumes=L.lesion_volumes,
         participants=[SETUP.participants_tsv()] if SETUP.participants_tsv() else [],
-        description=f"{SETUP.bids_dir}/dataset_description.json",
+        description=str(SETUP.bids_description),
     output:
         tsv=report(
-            PAPER.path("cohort.tsv"),
+            L.cohort_tsv,
             caption="../report/cohort.rst",
             category="1. Cohort",
             labels={"table": "Table 1 (long format)"},
         ),
-        md=PAPER.path("cohort.md"),
+        md=L.cohort_md,
     log:
-        f"{OUT}/logs/write_cohort_table/write_cohort_table.log",
+        L.log("write_cohort_table"),
     benchmark:
-        f"{OUT}/benchmarks/write_cohort_table/write_cohort_table.tsv"
+        L.benchmark("write_cohort_table")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        subjects=PAPER_SUBJECTS,
+        subjects=SETUP.subjects_arg(),
         phenotype=json.dumps(PAPER.phenotype, sort_keys=True),
     shell:
         "python -m bids2hub paper-cohort --manifest {input.manifest:q} {params.subjects}"
@@ -62,7 +63,7 @@ rule write_cohort_table:
 
 rule plot_sessions:
     input:
-        manifest=str(SETUP.manifest_path),
+        manifest=L.manifest,
     output:
         png=report(
             PAPER.figure("sessions", "png"),
@@ -72,14 +73,14 @@ rule plot_sessions:
         ),
         svg=PAPER.figure("sessions", "svg"),
     log:
-        f"{OUT}/logs/plot_sessions/plot_sessions.log",
+        L.log("plot_sessions"),
     benchmark:
-        f"{OUT}/benchmarks/plot_sessions/plot_sessions.tsv"
+        L.benchmark("plot_sessions")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        subjects=PAPER_SUBJECTS,
+        subjects=SETUP.subjects_arg(),
         stem=subpath(output.png, strip_suffix=".png"),
     shell:
         "python -m bids2hub paper-sessions --manifest {input.manifest:q} {params.subjects}"
@@ -88,7 +89,7 @@ rule plot_sessions:
 
 rule plot_lesion_volumes:
     input:
-        PAPER.path("lesion_volumes.tsv"),
+        L.lesion_volumes,
     output:
         distribution=report(
             PAPER.figure("lesion_volumes", "png"),
@@ -105,9 +106,9 @@ rule plot_lesion_volumes:
         ),
         agreement_svg=PAPER.figure("volume_agreement", "svg"),
     log:
-        f"{OUT}/logs/plot_lesion_volumes/plot_lesion_volumes.log",
+        L.log("plot_lesion_volumes"),
     benchmark:
-        f"{OUT}/benchmarks/plot_lesion_volumes/plot_lesion_volumes.tsv"
+        L.benchmark("plot_lesion_volumes")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
@@ -122,11 +123,11 @@ rule plot_lesion_volumes:
 
 rule plot_lesion_overlap:
     input:
-        volumes=PAPER.path("lesion_volumes.tsv"),
+        volumes=L.lesion_volumes,
         predicted=list(PAPER.predicted.values()),
         experts=paper_experts,
     output:
-        nifti=PAPER.path("lesion_overlap.nii.gz"),
+        nifti=L.overlap_nifti,
         png=report(
             PAPER.figure("lesion_overlap", "png"),
             caption="../report/lesion_overlap.rst",
@@ -135,16 +136,16 @@ rule plot_lesion_overlap:
         ),
         svg=PAPER.figure("lesion_overlap", "svg"),
     log:
-        f"{OUT}/logs/plot_lesion_overlap/plot_lesion_overlap.log",
+        L.log("plot_lesion_overlap"),
     benchmark:
-        f"{OUT}/benchmarks/plot_lesion_overlap/plot_lesion_overlap.tsv"
+        L.benchmark("plot_lesion_overlap")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
     params:
-        out_dir=paper_out_dir,
-        bids=bids_root,
+        out_dir=lambda wildcards: L.out,
+        bids=str(SETUP.bids_dir),
         stem=subpath(output.png, strip_suffix=".png"),
     shell:
         "python -m bids2hub paper-overlap --volumes {input.volumes:q}"
@@ -157,15 +158,15 @@ rule plot_qc_overlay:
         unpack(paper_qc_inputs),
     output:
         report(
-            f"{PAPER_DIR}/qc/sub-{{sub}}.png",
+            PAPER.qc_overlay("{sub}"),
             caption="../report/qc_overlay.rst",
             category="3. Segmentation QC",
             labels={"subject": "sub-{sub}"},
         ),
     log:
-        f"{OUT}/logs/plot_qc_overlay/sub-{{sub}}.log",
+        L.log("plot_qc_overlay", "sub-{sub}"),
     benchmark:
-        f"{OUT}/benchmarks/plot_qc_overlay/sub-{{sub}}.tsv"
+        L.benchmark("plot_qc_overlay", "sub-{sub}")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
@@ -181,7 +182,7 @@ rule summarize_runtimes:
         PAPER.artifacts(),
     output:
         tsv=report(
-            PAPER.path("runtimes.tsv"),
+            L.runtimes,
             caption="../report/runtimes.rst",
             category="4. Runtimes",
             labels={"table": "runtimes per rule"},
@@ -194,14 +195,14 @@ rule summarize_runtimes:
         ),
         svg=PAPER.figure("runtimes", "svg"),
     log:
-        f"{OUT}/logs/summarize_runtimes/summarize_runtimes.log",
+        L.log("summarize_runtimes"),
     benchmark:
-        f"{OUT}/benchmarks/summarize_runtimes/summarize_runtimes.tsv"
+        L.benchmark("summarize_runtimes")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        benchmarks=f"{OUT}/benchmarks",
+        benchmarks=L.benchmarks_dir,
         stem=subpath(output.png, strip_suffix=".png"),
     shell:
         "python -m bids2hub paper-runtimes --benchmarks {params.benchmarks:q}"
@@ -211,28 +212,28 @@ rule summarize_runtimes:
 rule write_provenance:
     input:
         record=PAPER.provenance_inputs,
-        manifest=str(SETUP.manifest_path),
+        manifest=L.manifest,
         hashed=paper_hashed,
-        located=PAPER_LOCATED,
-        receipt=[DEEPISLES_RECEIPT] if SEGMENT_BACKEND == "deepisles" else [],
-        masks_description=[HUB.masks_description] if PAPER.predicted else [],
+        located=PAPER.located(),
+        receipt=[PAPER.image_receipt] if PAPER.image_receipt else [],
+        masks_description=[L.masks_description] if PAPER.predicted else [],
     output:
         report(
-            PAPER.path("provenance.json"),
+            L.provenance,
             caption="../report/provenance.rst",
             category="5. Provenance",
-            labels={"file": "provenance.json"},
+            labels={"file": os.path.basename(L.provenance)},
         ),
     log:
-        f"{OUT}/logs/write_provenance/write_provenance.log",
+        L.log("write_provenance"),
     benchmark:
-        f"{OUT}/benchmarks/write_provenance/write_provenance.tsv"
+        L.benchmark("write_provenance")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
         mem_mb=1000,
     params:
-        out_dir=paper_out_dir,
+        out_dir=lambda wildcards: L.out,
         git=lambda wildcards: paper_git(),
         masks_description=lambda wildcards, input: (
             input.masks_description[0] if input.masks_description else ""

@@ -1,17 +1,11 @@
-# Helpers of rules/paper.smk: the plan (bids2hub.paper.plan) and input functions.
+# Helpers of rules/paper.smk: input functions of the paper's plan (PAPER:
+# bids2hub.paper.plan.PaperPlan, built in the Snakefile; it reads the other
+# stages through their plans, HUB and VALIDATION).
 import functools
+import json
+import shlex
 
-from bids2hub.paper.plan import PaperPlan
 from bids2hub.paper.provenance import git_commit
-
-try:
-    PAPER = PaperPlan.from_setup(SETUP)
-except Bids2HubError as exc:
-    sys.exit(f"bids2hub: error: {exc}")
-
-PAPER_DIR = str(PAPER.root)
-PAPER_SUBJECTS = validation_subjects_arg()
-PAPER_LOCATED = [HUB.report] if HUB.report else []
 
 
 def paper_experts(wildcards):
@@ -23,23 +17,12 @@ def paper_upstream(wildcards):
     """Everything else the run builds: the runtimes wait for it (and read its benchmarks).
 
     An input function, so that a cluster job's parse does not list every session."""
-    return [
-        *SETUP.shard_targets(),
-        *SETUP.segment_targets(),
-        *HUB.targets(),
-        *validation_targets(),
-    ]
+    return PAPER.upstream()
 
 
 def paper_hashed(wildcards):
     """Hashed into provenance.json (report.json embeds the BIDS path: its hash goes to `run`)."""
-    return [
-        *SETUP.shard_targets(),
-        *SETUP.segment_targets(),
-        HUB.card,
-        *HUB.masks_extra(),
-        *PAPER.artifacts(),
-    ]
+    return PAPER.hashed()
 
 
 @functools.cache
@@ -50,20 +33,6 @@ def paper_git(wildcards=None):
     return (git_commit(Path(WORKFLOW_DIR)) if WORKFLOW_DIR else "") or ""
 
 
-if PAPER.enabled and workflow.is_main_process:
-    PAPER.write_provenance_inputs(SETUP.config, paper_hashed(None), PAPER_LOCATED)
-
-
-def paper_targets():
-    """Default targets of this stage (none with paper.enabled false)."""
-    return PAPER.targets()
-
-
-def paper_out_dir(wildcards, output):
-    """out_dir, from an output directly under {out_dir}/paper/."""
-    return str(Path(output[0]).parent.parent)
-
-
 def paper_qc_inputs(wildcards):
     """A segmented subject's b~1000 trace and predicted mask."""
     if wildcards.sub not in PAPER.predicted:
@@ -71,6 +40,6 @@ def paper_qc_inputs(wildcards):
             f"sub-{wildcards.sub} has no predicted mask (not segmented)"
         )
     return {
-        "trace": str(SETUP.prepared_dir(wildcards.sub) / "dwi.nii.gz"),
+        "trace": L.prepared_dwi(wildcards.sub),
         "mask": PAPER.predicted[wildcards.sub],
     }

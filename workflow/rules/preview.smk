@@ -1,7 +1,7 @@
 # The `preview` configuration of the Hub dataset: per session a row of PNG thumbnails
 # the dataset viewer can show (it cannot decode Nifti), read from the session's shard
 # only, so only changed sessions are redone; then one table for the Hub
-# (bids2hub.hub.preview). Include before hub.smk (the card lists it, the push sends it).
+# (bids2hub.hub.preview). The card lists it and the push sends it: HUB.preview_targets().
 
 
 include: "preview_common.smk"
@@ -9,14 +9,14 @@ include: "preview_common.smk"
 
 rule preview_session:
     input:
-        shard=f"{OUT}/hub/data/sub-{{sub}}/{{shard}}.parquet",
-        columns=str(SETUP.columns_path),
+        shard=L.shard("{sub}", "{shard}"),
+        columns=L.columns,
     output:
-        part=preview_part(OUT, "{sub}", "{shard}"),
+        part=L.preview_part("{sub}", "{shard}"),
     log:
-        f"{OUT}/logs/preview_session/sub-{{sub}}/{{shard}}.log",
+        L.log("preview_session", "sub-{sub}/{shard}"),
     benchmark:
-        f"{OUT}/benchmarks/preview_session/sub-{{sub}}/{{shard}}.tsv"
+        L.benchmark("preview_session", "sub-{sub}/{shard}")
     conda:
         "../../envs/bids2hub.yaml"
     params:
@@ -29,14 +29,14 @@ rule preview_session:
 rule build_preview_table:
     input:
         parts=preview_parts,
-        columns=str(SETUP.columns_path),
+        columns=L.columns,
     output:
-        table=f"{OUT}/hub/{PREVIEW_TABLE}",
-        thumbnail=f"{OUT}/hub/{PREVIEW_THUMBNAIL}",
+        table=L.preview_table,
+        thumbnail=L.preview_thumbnail,
     log:
-        f"{OUT}/logs/build_preview_table/build_preview_table.log",
+        L.log("build_preview_table"),
     benchmark:
-        f"{OUT}/benchmarks/build_preview_table/build_preview_table.tsv"
+        L.benchmark("build_preview_table")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"

@@ -10,13 +10,13 @@ rule prepare_dwi:
     input:
         unpack(dwi_sources),
     output:
-        dwi=str(SETUP.prepared_dir("{sub}") / "dwi.nii.gz"),
-        adc=str(SETUP.prepared_dir("{sub}") / "adc.nii.gz"),
-        info=str(SETUP.prepared_info_path("{sub}")),
+        dwi=L.prepared_dwi("{sub}"),
+        adc=L.prepared_adc("{sub}"),
+        info=L.prepared_info("{sub}"),
     log:
-        f"{OUT}/logs/prepare_dwi/sub-{{sub}}.log",
+        L.log("prepare_dwi", "sub-{sub}"),
     benchmark:
-        f"{OUT}/benchmarks/prepare_dwi/sub-{{sub}}.tsv"
+        L.benchmark("prepare_dwi", "sub-{sub}")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
@@ -24,21 +24,21 @@ rule prepare_dwi:
     params:
         bids=bids_root,
         target=dwi_target_json,
-        out_dir=subpath(output.dwi, parent=True),
     shell:
         "python -m bids2hub segment prepare --bids-dir {params.bids:q}"
-        " --target {params.target:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --target {params.target:q} --dwi {output.dwi:q} --adc {output.adc:q}"
+        " --info {output.info:q} > {log:q} 2>&1"
 
 
 rule segment_lesion:
     input:
         unpack(segment_sources),
     output:
-        mask=f"{SETUP.derivatives_dir}/sub-{{sub}}/{{maskpath}}_desc-lesion_mask.nii.gz",
+        mask=L.mask_pattern(),
     log:
-        f"{OUT}/logs/segment_lesion/sub-{{sub}}/{{maskpath}}.log",
+        L.log("segment_lesion", "sub-{sub}/{maskpath}"),
     benchmark:
-        f"{OUT}/benchmarks/segment_lesion/sub-{{sub}}/{{maskpath}}.tsv"
+        L.benchmark("segment_lesion", "sub-{sub}/{maskpath}")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
@@ -46,7 +46,7 @@ rule segment_lesion:
     params:
         backend=SEGMENT_BACKEND,
         options=segment_options,
-        scratch=lambda wildcards: SETUP.prepared_dir(wildcards.sub),
+        scratch=lambda wildcards: L.prepared_dir(wildcards.sub),
     shell:
         "python -m bids2hub segment run --backend {params.backend}"
         " --dwi {input.dwi:q} --adc {input.adc:q} {params.options}"
@@ -55,13 +55,13 @@ rule segment_lesion:
 
 rule write_deepisles_description:
     input:
-        source=f"{SETUP.bids_dir}/dataset_description.json",
+        source=str(SETUP.bids_description),
     output:
-        f"{SETUP.derivatives_dir}/dataset_description.json",
+        L.masks_description,
     log:
-        f"{OUT}/logs/write_deepisles_description/write_deepisles_description.log",
+        L.log("write_deepisles_description"),
     benchmark:
-        f"{OUT}/benchmarks/write_deepisles_description/write_deepisles_description.tsv"
+        L.benchmark("write_deepisles_description")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
@@ -76,21 +76,21 @@ rule write_deepisles_description:
 
 rule summarize_segmentation:
     input:
-        plan=str(SETUP.segmentation_path),
+        plan=L.segmentation,
         masks=all_masks,
         experts=expert_masks,
         prepared=prepared_infos,
     output:
-        str(SETUP.qc_path),
+        L.qc_table,
     log:
-        f"{OUT}/logs/summarize_segmentation/summarize_segmentation.log",
+        L.log("summarize_segmentation"),
     benchmark:
-        f"{OUT}/benchmarks/summarize_segmentation/summarize_segmentation.tsv"
+        L.benchmark("summarize_segmentation")
     conda:
         "../../envs/bids2hub.yaml"
     params:
         bids=bids_root,
-        masks_dir=derivatives_root,
+        masks_dir=L.derivatives,
         backend=SEGMENT_BACKEND,
     shell:
         "python -m bids2hub segment qc --plan {input.plan:q} --bids-dir {params.bids:q}"

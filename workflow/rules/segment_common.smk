@@ -9,6 +9,7 @@ wildcard_constraints:
 
 SEGMENT = SETUP.config["segment"]
 SEGMENT_BACKEND = SEGMENT["backend"]
+DEEPISLES = SEGMENT["deepisles"]
 
 
 def _target(wildcards):
@@ -58,22 +59,19 @@ def segment_sources(wildcards):
         raise WorkflowError(
             f"{_mask_output(wildcards)} is not the mask the plan gives sub-{wildcards.sub}"
         )
-    work = SETUP.prepared_dir(wildcards.sub)
-    inputs = {"dwi": str(work / "dwi.nii.gz"), "adc": str(work / "adc.nii.gz")}
+    sub = wildcards.sub
+    inputs = {"dwi": L.prepared_dwi(sub), "adc": L.prepared_adc(sub)}
     flair = SETUP.flair_input(wildcards.sub)
     if flair:
         inputs["flair"] = flair
     if SEGMENT_BACKEND == "deepisles":
         # The verified image's receipt; ancient: a re-pull reruns no subject.
-        inputs["image_receipt"] = ancient(DEEPISLES_RECEIPT)
+        inputs["image_receipt"] = ancient(L.image_receipt)
     return inputs
 
 
 def _mask_output(wildcards):
-    return (
-        f"{SETUP.derivatives_dir}/sub-{wildcards.sub}/"
-        f"{wildcards.maskpath}_desc-lesion_mask.nii.gz"
-    )
+    return L.mask_pattern().format(sub=wildcards.sub, maskpath=wildcards.maskpath)
 
 
 def segment_options(wildcards, input):
@@ -82,7 +80,7 @@ def segment_options(wildcards, input):
     if "flair" in input.keys():
         args.append(f"--flair {shlex.quote(input.flair)}")
     if SEGMENT_BACKEND == "deepisles":
-        args.append(f"--image {shlex.quote(DEEPISLES_IMAGE)}")
+        args.append(f"--image {shlex.quote(PLANS.deepisles_image)}")
         if DEEPISLES["fast"]:
             args.append("--fast")
         # Never without a FLAIR (DeepISLES crashes; checked at parse time).
@@ -129,8 +127,3 @@ def description_params():
 def bids_root(wildcards):
     """The BIDS dataset (the rules read files below it by relative plan paths)."""
     return str(SETUP.bids_dir)
-
-
-def derivatives_root(wildcards):
-    """The lesion-mask derivatives dataset."""
-    return str(SETUP.derivatives_dir)

@@ -1,21 +1,24 @@
 # One parquet shard per session with the NIfTI bytes embedded.
 
 
+include: "common.smk"
+
+
 rule write_shard:
     input:
         unpack(shard_sources),
     output:
-        shard=f"{OUT}/hub/data/sub-{{sub}}/{{shard}}.parquet",
+        shard=L.shard("{sub}", "{shard}"),
     log:
-        f"{OUT}/logs/write_shard/sub-{{sub}}/{{shard}}.log",
+        L.log("write_shard", "sub-{sub}/{shard}"),
     benchmark:
-        f"{OUT}/benchmarks/write_shard/sub-{{sub}}/{{shard}}.tsv"
+        L.benchmark("write_shard", "sub-{sub}/{shard}")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
         mem_mb=shard_mem_mb,
     params:
-        manifest=str(SETUP.manifest_path),
+        manifest=L.manifest,
         session=shard_session,
         fingerprint=shard_fingerprint,
         phenotype=shard_phenotype,

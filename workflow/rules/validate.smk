@@ -3,6 +3,7 @@
 # the run (after the report is written) when a hard check failed.
 
 
+include: "common.smk"
 include: "validate_common.smk"
 
 
@@ -10,17 +11,17 @@ rule check_session:
     input:
         unpack(shard_sources),
     output:
-        f"{VALIDATION}/sessions/sub-{{sub}}/{{shard}}.json",
+        L.session_check("{sub}", "{shard}"),
     log:
-        f"{OUT}/logs/check_session/sub-{{sub}}/{{shard}}.log",
+        L.log("check_session", "sub-{sub}/{shard}"),
     benchmark:
-        f"{OUT}/benchmarks/check_session/sub-{{sub}}/{{shard}}.tsv"
+        L.benchmark("check_session", "sub-{sub}/{shard}")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
         mem_mb=lambda wildcards, attempt: 500 * attempt,
     params:
-        manifest=str(SETUP.manifest_path),
+        manifest=L.manifest,
         session=shard_session,
         fingerprint=shard_fingerprint,
     shell:
@@ -31,21 +32,21 @@ rule check_session:
 
 rule check_shard:
     input:
-        shard=f"{OUT}/hub/data/sub-{{sub}}/{{shard}}.parquet",
-        session=f"{VALIDATION}/sessions/sub-{{sub}}/{{shard}}.json",
-        columns=str(SETUP.columns_path),
+        shard=L.shard("{sub}", "{shard}"),
+        session=L.session_check("{sub}", "{shard}"),
+        columns=L.columns,
     output:
-        f"{VALIDATION}/shards/sub-{{sub}}/{{shard}}.json",
+        L.shard_check("{sub}", "{shard}"),
     log:
-        f"{OUT}/logs/check_shard/sub-{{sub}}/{{shard}}.log",
+        L.log("check_shard", "sub-{sub}/{shard}"),
     benchmark:
-        f"{OUT}/benchmarks/check_shard/sub-{{sub}}/{{shard}}.tsv"
+        L.benchmark("check_shard", "sub-{sub}/{shard}")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
         mem_mb=shard_check_mem_mb,
     params:
-        manifest=str(SETUP.manifest_path),
+        manifest=L.manifest,
         session=shard_session,
     shell:
         "python -m bids2hub check-shard --manifest {params.manifest:q}"
@@ -57,13 +58,13 @@ rule check_shard:
 rule run_bids_validator:
     input:
         # Rewritten only when a file of the dataset was added, removed or changed.
-        manifest=str(SETUP.manifest_path),
+        manifest=L.manifest,
     output:
-        f"{VALIDATION}/bids-validator.json",
+        L.bids_validator,
     log:
-        f"{OUT}/logs/run_bids_validator/run_bids_validator.log",
+        L.log("run_bids_validator"),
     benchmark:
-        f"{OUT}/benchmarks/run_bids_validator/run_bids_validator.tsv"
+        L.benchmark("run_bids_validator")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
@@ -79,50 +80,52 @@ checkpoint list_intact_sessions:
     input:
         all_session_checks,
     output:
-        f"{VALIDATION}/intact-sessions.json",
+        L.intact_sessions,
     log:
-        f"{OUT}/logs/list_intact_sessions/list_intact_sessions.log",
+        L.log("list_intact_sessions"),
     benchmark:
-        f"{OUT}/benchmarks/list_intact_sessions/list_intact_sessions.tsv"
+        L.benchmark("list_intact_sessions")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        manifest=str(SETUP.manifest_path),
-        out_dir=out_dir_of_output,
-        subjects=validation_subjects_arg(),
+        manifest=L.manifest,
+        sessions=lambda wildcards: VALIDATION.checks.sessions,
+        subjects=SETUP.subjects_arg(),
     shell:
         "python -m bids2hub list-intact-sessions --manifest {params.manifest:q}"
-        " --out-dir {params.out_dir:q} {params.subjects} --output {output:q} > {log:q} 2>&1"
+        " --session-checks {params.sessions:q} {params.subjects} --output {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule write_validation_report:
     input:
         sessions=all_session_checks,
         shards=round_trip_results,
-        intact=f"{VALIDATION}/intact-sessions.json",
-        validator=f"{VALIDATION}/bids-validator.json",
-        columns=str(SETUP.columns_path),
+        intact=L.intact_sessions,
+        validator=L.bids_validator,
+        columns=L.columns,
         segmentation=segmentation_plan,
         qc=segmentation_qc,
     output:
-        json=f"{VALIDATION}/report.json",
-        html=f"{VALIDATION}/report.html",
+        json=L.report_json,
+        html=L.report_html,
     log:
-        f"{OUT}/logs/write_validation_report/write_validation_report.log",
+        L.log("write_validation_report"),
     benchmark:
-        f"{OUT}/benchmarks/write_validation_report/write_validation_report.tsv"
+        L.benchmark("write_validation_report")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        manifest=str(SETUP.manifest_path),
-        out_dir=out_dir_of_output,
-        subjects=validation_subjects_arg(),
-        tolerance=SETUP.config["validation"]["count_tolerance"],
+        manifest=L.manifest,
+        sessions=lambda wildcards: VALIDATION.checks.sessions,
+        shards=lambda wildcards: VALIDATION.checks.shards,
+        subjects=SETUP.subjects_arg(),
+        tolerance=VALIDATION.count_tolerance,
         tolerate=(
             "--tolerate-validator-errors"
-            if SETUP.config["validation"]["tolerate_validator_errors"]
+            if VALIDATION.tolerate_validator_errors
             else ""
         ),
         segmentation=lambda wildcards, input: (
@@ -133,20 +136,21 @@ rule write_validation_report:
         + (f" --qc {shlex.quote(input.qc[0])}" if input.qc else ""),
     shell:
         "python -m bids2hub validation-report --manifest {params.manifest:q}"
-        " --columns {input.columns:q} --out-dir {params.out_dir:q} {params.subjects}"
+        " --columns {input.columns:q} --session-checks {params.sessions:q}"
+        " --shard-checks {params.shards:q} --validator {input.validator:q} {params.subjects}"
         " --count-tolerance {params.tolerance} {params.tolerate} {params.segmentation}"
         " --json {output.json:q} --html {output.html:q} > {log:q} 2>&1"
 
 
 rule check_validation:
     input:
-        f"{VALIDATION}/report.json",
+        VALIDATION.report,
     output:
-        f"{VALIDATION}/passed",
+        VALIDATION.passed,
     log:
-        f"{OUT}/logs/check_validation/check_validation.log",
+        L.log("check_validation"),
     benchmark:
-        f"{OUT}/benchmarks/check_validation/check_validation.tsv"
+        L.benchmark("check_validation")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"

@@ -1,7 +1,7 @@
 # The NiiVue viewer page: one self-contained HTML file (paper/viewer.html) with a
 # subject's b~1000 trace and its lesion mask; the NiiVue bundle ships with the package
 # (data/vendor/, pinned in envs/niivue/), its sha256 recorded in data/niivue.json.
-# Which subject: VIEWER in viewer_common.smk.
+# Which subject: VIEWER (bids2hub.paper.viewer.ViewerPlan, built in the Snakefile).
 
 
 include: "viewer_common.smk"
@@ -15,9 +15,9 @@ rule render_viewer:
     output:
         html=str(VIEWER.output),
     log:
-        f"{OUT}/logs/render_viewer/render_viewer.log",
+        L.log("render_viewer"),
     benchmark:
-        f"{OUT}/benchmarks/render_viewer/render_viewer.tsv"
+        L.benchmark("render_viewer")
     localrule: True
     conda:
         "../../envs/bids2hub.yaml"

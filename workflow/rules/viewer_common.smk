@@ -1,17 +1,7 @@
-# Helpers of rules/viewer.smk: the viewer's plan (bids2hub.paper.viewer.ViewerPlan, from
-# paper.viewer.* and the segmentation plan, decided at parse time) and its input function.
+# Helpers of rules/viewer.smk: the input function of the viewer's plan
+# (VIEWER: bids2hub.paper.viewer.ViewerPlan, from paper.viewer.* and the
+# segmentation plan, built in the Snakefile).
 from bids2hub.paper.viewer import MANIFEST as NIIVUE_MANIFEST
-from bids2hub.paper.viewer import ViewerPlan
-
-try:
-    VIEWER = ViewerPlan.from_setup(SETUP)
-except Bids2HubError as exc:
-    sys.exit(f"bids2hub: error: {exc}")
-
-
-def viewer_targets():
-    """paper/viewer.html, or nothing when disabled or no subject is segmented."""
-    return VIEWER.targets()
 
 
 def viewer_inputs(wildcards):

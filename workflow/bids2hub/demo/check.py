@@ -7,18 +7,22 @@ line per session, so a new user sees the result the way a Hub user would.
 
 from __future__ import annotations
 
+import glob
 import sys
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Load ``OUT_DIR/hub/data/**/*.parquet`` and summarise every row."""
+    """Load every shard of OUT_DIR (default: the config's default) and summarise every row."""
     import datasets
 
-    out = Path((argv or sys.argv[1:] or ["results"])[0])
-    files = sorted(str(p) for p in (out / "hub" / "data").glob("sub-*/*.parquet"))
+    from bids2hub.config import schema_defaults
+    from bids2hub.layout import Layout
+
+    out = (argv or sys.argv[1:] or [schema_defaults("out_dir")])[0]
+    pattern = Layout.of(out).shard("*", "*")
+    files = sorted(glob.glob(pattern))
     if not files:
-        print(f"no shards under {out}/hub/data", file=sys.stderr)
+        print(f"no shards {pattern}", file=sys.stderr)
         return 1
     ds = datasets.load_dataset("parquet", data_files=files, split="train")
     print(f"{ds.num_rows} sessions, {len(ds.column_names)} columns, from {len(files)} shards")

@@ -24,9 +24,10 @@ import yaml
 from bids2hub import __version__
 from bids2hub.errors import BidsError
 from bids2hub.hub.preview import preview_config, preview_features, preview_section
+from bids2hub.layout import DERIVATIVE, RELATIVE, SHARDS, SHARDS_GLOB
+from bids2hub.layout import TABLE as MASK_TABLE
 from bids2hub.segment.masks import DESCRIPTIONS as MASK_DESCRIPTIONS
 from bids2hub.segment.masks import FEATURES as MASK_FEATURES
-from bids2hub.segment.masks import TABLE as MASK_TABLE
 from bids2hub.segment.masks import Generator, read_generator
 from bids2hub.shards.colmap import Column, ColumnMap, sidecar_name
 from bids2hub.shards.writer import shard_schema
@@ -139,7 +140,7 @@ def _front_matter(inp: CardInputs, features: dict[str, Any]) -> dict[str, Any]:
     configs: list[dict[str, Any]] = [
         {
             "config_name": "default",
-            "data_files": [{"split": "train", "path": "data/**/*.parquet"}],
+            "data_files": [{"split": "train", "path": SHARDS_GLOB}],
             "default": True,
         }
     ]
@@ -177,7 +178,7 @@ def _counts_section(inp: CardInputs) -> list[str]:
     if inp.counts:
         status = f" (overall status: **{inp.report_status}**)" if inp.report_status else ""
         lines += [
-            f"From the validation report `validation/report.json`{status}; "
+            f"From the validation report `{RELATIVE.report_json}`{status}; "
             "`expected` comes from the dataset configuration.",
             "",
             "| count | expected | found | status |",
@@ -316,7 +317,7 @@ def render_card(inp: CardInputs) -> str:
         f"# {title}",
         "",
         f"The BIDS dataset *{d.get('Name') or inp.cmap.name}* as Hugging Face parquet: "
-        "**one row per session** (one parquet shard per session under `data/`), every NIfTI "
+        f"**one row per session** (one parquet shard per session under `{SHARDS}/`), every NIfTI "
         "image embedded as the bytes of its `.nii.gz` file, decoded by `datasets` as a "
         "`Nifti` (a nibabel image). JSON sidecars, `.bval`/`.bvec` gradients and the "
         "participants' phenotype travel in the same row.",
@@ -326,7 +327,7 @@ def render_card(inp: CardInputs) -> str:
         out += [
             f"Lesion masks computed per session are in the `masks` configuration "
             f"(`{MASK_TABLE.as_posix()}`) and as a BIDS derivative dataset under "
-            "`derivatives/deepisles/`.",
+            f"`{DERIVATIVE.as_posix()}/`.",
             "",
         ]
     if inp.preview:

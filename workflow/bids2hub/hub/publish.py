@@ -2,7 +2,7 @@
 
 Kept out of the Snakefile so that the rules stay thin. Everything here is
 decided once per parse from files that exist at parse time (the segmentation
-plan) and from which rules the workflow defines, so it is O(1) per job.
+plan) and from the validation stage's plan object, so it is O(1) per job.
 """
 
 from __future__ import annotations
@@ -12,36 +12,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bids2hub.hub.push import RECEIPT_NAME, check_push_config
-from bids2hub.layout import DERIVATIVE, TABLE
+from bids2hub.hub.push import check_push_config
+from bids2hub.hub.restore import dataset_level_files
+from bids2hub.layout import Layout
 
 
 @dataclass(frozen=True)
 class HubPlan:
     """What the publishing rules read and write."""
 
-    hub_dir: Path
-    plan: Path
+    layout: Layout
+    plan: str
     masks: tuple[str, ...]
     report: str | None
     qc: str | None
+    passed: str | None
     push: bool
+    bids_dir: Path
     bids_description: str
     columns: str
+    dataset_files: tuple[str, ...]  # the source's dataset-level files, copied under hub/
+    preview: bool  # the card lists the preview configuration, the push sends it
     repo_id: str
     n_subjects: int
     n_sessions: int
 
     @classmethod
-    def from_setup(cls, setup: Any, *, has_validation_report: bool) -> HubPlan:
+    def from_setup(cls, setup: Any, *, validation: Any | None) -> HubPlan:
         """The plan for a :class:`bids2hub.plan.WorkflowSetup`.
 
         Parameters
         ----------
         setup
             The parse-time set-up (config, shards, paths).
-        has_validation_report
-            Whether a rule writes ``validation/report.json`` (the card then reads its counts).
+        validation
+            The validation stage's plan (:class:`bids2hub.validate.plan.ValidationPlan`),
+            or None without that stage: the card then has no counts, the push no gate.
 
         Raises
         ------
@@ -50,43 +56,61 @@ class HubPlan:
         """
         hub_cfg = setup.config["hub"]
         push = check_push_config(hub_cfg)
-        out = Path(setup.out_dir)
-        hub = out / "hub"
-        plan = out / "index" / "segmentation.json"
-        masks = tuple(setup.mask_targets())
+        layout = setup.layout
         return cls(
-            hub_dir=hub,
-            plan=plan,
-            masks=masks,
-            report=str(out / "validation" / "report.json") if has_validation_report else None,
-            qc=str(setup.qc_path) if masks else None,
+            layout=layout,
+            plan=layout.segmentation,
+            masks=tuple(setup.mask_targets()),
+            report=validation.report if validation is not None else None,
+            passed=validation.passed if validation is not None else None,
+            qc=layout.qc_table if setup.segmentation["targets"] else None,
             push=push,
-            bids_description=str(Path(setup.bids_dir) / "dataset_description.json"),
-            columns=str(setup.columns_path),
-            repo_id=hub_cfg.get("repo_id") or "",
+            bids_dir=Path(setup.bids_dir),
+            bids_description=str(setup.bids_description),
+            columns=layout.columns,
+            dataset_files=tuple(dataset_level_files(setup.bids_dir)),
+            preview=bool(setup.config["preview"]["enabled"]) and bool(setup.shards),
+            repo_id=hub_cfg["repo_id"] or "",
             n_subjects=len({sub for sub, _ in setup.shards.values()}),
             n_sessions=len(setup.shards),
         )
 
     @property
+    def hub_dir(self) -> str:
+        """The folder that is pushed."""
+        return self.layout.hub_dir
+
+    @property
     def masks_description(self) -> str:
-        """The masks' derivative dataset_description.json (interface 2)."""
-        return str(self.hub_dir / DERIVATIVE / "dataset_description.json")
+        """The masks' derivative dataset_description.json."""
+        return self.layout.masks_description
 
     @property
     def masks_table(self) -> str:
-        """``hub/masks/masks.parquet``."""
-        return str(self.hub_dir / TABLE)
+        """The masks as one parquet table."""
+        return self.layout.masks_table
 
     @property
     def card(self) -> str:
-        """``hub/README.md``."""
-        return str(self.hub_dir / "README.md")
+        """The dataset card."""
+        return self.layout.card
 
     @property
     def receipt(self) -> str:
-        """``hub/.push-receipt.json``."""
-        return str(self.hub_dir / RECEIPT_NAME)
+        """The push's receipt."""
+        return self.layout.receipt
+
+    def dataset_file_sources(self) -> list[str]:
+        """The source dataset's dataset-level files."""
+        return [str(self.bids_dir / name) for name in self.dataset_files]
+
+    def dataset_file_targets(self) -> list[str]:
+        """Their copies under hub/, pushed with the shards (``bids2hub restore`` reads them)."""
+        return [self.layout.dataset_file(name) for name in self.dataset_files]
+
+    def preview_targets(self) -> list[str]:
+        """The preview table and its thumbnail (nothing when disabled)."""
+        return [self.layout.preview_table, self.layout.preview_thumbnail] if self.preview else []
 
     def card_inputs(self) -> dict[str, str]:
         """Inputs of the card: source description, column map and the optional stages."""
@@ -112,8 +136,8 @@ class HubPlan:
         return shlex.join(args)
 
     def validation_gate(self) -> list[str]:
-        """``validation/passed`` when the validation stage exists (the push waits for it)."""
-        return [str(Path(self.report).with_name("passed"))] if self.report else []
+        """The validation's pass mark when that stage exists (the push waits for it)."""
+        return [self.passed] if self.passed else []
 
     def masks_extra(self) -> list[str]:
         """The masks table and description (push inputs) when there are masks."""

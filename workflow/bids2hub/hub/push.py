@@ -52,14 +52,12 @@ from bids2hub.config import schema_defaults
 from bids2hub.errors import ConfigError, HubError
 from bids2hub.fsutil import atomic_path, cached_sha256, stat_key
 from bids2hub.hub.progress import PushProgress, counting_add
+from bids2hub.layout import CARD_NAME, PARTIAL_NAME, RECEIPT_NAME
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RECEIPT_NAME = ".push-receipt.json"
-PARTIAL_NAME = ".push-receipt.partial.json"
 KEEP_REMOTE = frozenset({".gitattributes"})
-CARD_NAME = "README.md"
 _CHUNK = 4 << 20
 
 

@@ -39,12 +39,12 @@ from typing import Any
 
 from bids2hub.errors import BidsError, HubError
 from bids2hub.fsutil import atomic_path
-from bids2hub.layout import BIDS_FILES
+from bids2hub.layout import BIDS_FILES, SHARDS
 
 log = logging.getLogger(__name__)
 
 #: Where the shards are in the repository.
-DATA_DIR = "data"
+DATA_DIR = SHARDS
 # At most this many whitespace bytes are put back around a stripped gradient file.
 _MAX_WHITESPACE = 4
 _WHITESPACE = (b"\n", b" ", b"\r", b"\t")

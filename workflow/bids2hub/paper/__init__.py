@@ -7,15 +7,14 @@ field of ``provenance.json`` (when and where), the same inputs give the same byt
 
 from __future__ import annotations
 
-#: Sub-folder of out_dir holding the artifacts.
-PAPER = "paper"
-#: Figures written as PNG and SVG (stem names under paper/figures/).
-FIGURES = ("sessions", "lesion_volumes", "volume_agreement", "lesion_overlap", "runtimes")
-#: Table 1 phenotype roles and the participants.tsv columns they default to (ARC's names).
-PHENOTYPE_DEFAULTS = {
-    "age": "age_at_stroke",
-    "sex": "sex",
-    "race": "race",
-    "wab_aq": "wab_aq",
-    "days": "wab_days",
-}
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    """``PHENOTYPE_DEFAULTS``: Table 1 phenotype roles -> participants.tsv columns, the
+    schema's defaults of ``paper.phenotype`` (ARC's names), read when first asked."""
+    if name == "PHENOTYPE_DEFAULTS":
+        from bids2hub.config import schema_defaults
+
+        return schema_defaults("paper", "phenotype")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,6 +30,7 @@ from bids2hub.fsutil import atomic_path
 from bids2hub.index.bidsname import natural_key
 from bids2hub.index.manifest import FileRecord, Manifest
 from bids2hub.index.phenotype import NA_VALUES
+from bids2hub.layout import RELATIVE
 from bids2hub.validate.counts import KINDS, count_kind, count_names, found_counts
 
 #: Columns of cohort.tsv (long format: one number per line).
@@ -161,9 +162,9 @@ def measure_volumes(
 
 
 def _mask_rel(sub: str, ses: str) -> str:
-    from bids2hub.segment.run import DERIVATIVE, mask_relpath
+    from bids2hub.layout import out_mask_relpath
 
-    return f"hub/{DERIVATIVE}/{mask_relpath(sub, ses)}"
+    return out_mask_relpath(sub, ses)
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
@@ -394,7 +395,7 @@ def cohort_markdown(rows: Sequence[Row], phenotype: dict[str, str], title: str) 
         "and the number of images). Phenotype of the subjects with imaging, from "
         "participants.tsv; SD is the sample SD, IQR the 25th-75th percentiles (linear "
         "interpolation). Expert volumes on each mask's own grid; predicted volumes and Dice "
-        "from qc/segmentation.tsv.",
+        f"from {RELATIVE.qc_table}.",
         "",
     ]
     return "\n".join(lines)

@@ -14,21 +14,31 @@ from pathlib import Path
 from typing import Any
 
 from bids2hub.fsutil import write_if_changed
-from bids2hub.paper import PAPER
+from bids2hub.layout import FIGURES, Layout
 from bids2hub.paper.cohort import expert_masks
 from bids2hub.paper.provenance import scrub
+
+#: Figures of the deterministic artifacts (the runtimes' figure is measured).
+_ARTIFACT_FIGURES = tuple(f for f in FIGURES if f != "runtimes")
 
 
 @dataclass(frozen=True)
 class PaperPlan:
-    """Where the paper artifacts go and what they read."""
+    """Where the paper artifacts go and what they read.
 
-    out_dir: Path
+    The other stages are read through their plans only: ``hub`` (the card, the masks
+    table, the push) and ``validation`` (the report, which embeds the run's paths).
+    """
+
+    layout: Layout
     enabled: bool
     qc_overlays: bool
     phenotype: dict[str, str]
     predicted: dict[str, str]  # subject -> predicted mask (absolute)
+    image_receipt: str | None  # the DeepISLES image's record (backend deepisles)
     setup: Any = field(default=None, repr=False, compare=False)
+    hub: Any = field(default=None, repr=False, compare=False)
+    validation: Any = field(default=None, repr=False, compare=False)
 
     @cached_property
     def experts(self) -> tuple[str, ...]:
@@ -42,41 +52,52 @@ class PaperPlan:
         return tuple(str(manifest.absolute(r)) for r in expert_masks(manifest, keys))
 
     @classmethod
-    def from_setup(cls, setup: Any) -> PaperPlan:
-        """The plan of a run (``setup`` is the Snakefile's SETUP)."""
+    def from_setup(cls, setup: Any, *, hub: Any, validation: Any | None) -> PaperPlan:
+        """The plan of a run.
+
+        Parameters
+        ----------
+        setup
+            The :class:`bids2hub.plan.WorkflowSetup` (config, index, segmentation plan).
+        hub
+            The publishing stage's :class:`bids2hub.hub.publish.HubPlan`.
+        validation
+            The validation stage's plan, or None without that stage.
+        """
         cfg = setup.config["paper"]
+        layout = setup.layout
         predicted = {sub: setup.mask_path(sub) for sub in setup.segmentation["targets"]}
+        deepisles = setup.config["segment"]["backend"] == "deepisles"
         return cls(
-            out_dir=Path(setup.out_dir),
+            layout=layout,
             enabled=bool(cfg["enabled"]),
             qc_overlays=bool(cfg["qc_overlays"]),
             phenotype=dict(cfg["phenotype"]),
             predicted=predicted,
+            image_receipt=layout.image_receipt if deepisles else None,
             setup=setup,
+            hub=hub,
+            validation=validation,
         )
 
     # ------------------------------------------------------------- paths
 
     @property
-    def root(self) -> Path:
-        """``{out_dir}/paper``."""
-        return self.out_dir / PAPER
-
-    def path(self, name: str) -> str:
-        """A file under paper/."""
-        return str(self.root / name)
+    def root(self) -> str:
+        """The paper folder."""
+        return self.layout.paper_dir
 
     def figure(self, stem: str, ext: str) -> str:
-        """``paper/figures/<stem>.<ext>``."""
-        return str(self.root / "figures" / f"{stem}.{ext}")
+        """A figure (``ext``: png or svg)."""
+        return self.layout.figure(stem, ext)
 
     def figures(self, *stems: str) -> list[str]:
         """PNG and SVG of each stem."""
         return [self.figure(s, e) for s in stems for e in ("png", "svg")]
 
     def qc_overlay(self, sub: str) -> str:
-        """``paper/qc/sub-<label>.png``."""
-        return str(self.root / "qc" / f"sub-{sub}.png")
+        """A segmented subject's QC figure."""
+        return self.layout.qc_overlay(sub)
 
     def qc_targets(self) -> list[str]:
         """One overlay per segmented subject (when enabled)."""
@@ -85,46 +106,74 @@ class PaperPlan:
     @property
     def provenance_inputs(self) -> str:
         """Parse-time record of the resolved config and the outputs to hash."""
-        return str(self.out_dir / "work" / PAPER / "provenance-inputs.json")
+        return self.layout.provenance_inputs
 
     @property
     def hash_cache(self) -> str:
         """Hashes of the outputs by (size, mtime, inode), between runs."""
-        return str(self.out_dir / "work" / PAPER / "output-hashes.json")
+        return self.layout.paper_hash_cache
 
     def artifacts(self) -> list[str]:
         """The deterministic paper artifacts (everything but runtimes and provenance)."""
+        L = self.layout
         return [
-            self.path("cohort.tsv"),
-            self.path("cohort.md"),
-            self.path("lesion_volumes.tsv"),
-            self.path("lesion_overlap.nii.gz"),
-            *self.figures("sessions", "lesion_volumes", "volume_agreement", "lesion_overlap"),
+            L.cohort_tsv,
+            L.cohort_md,
+            L.lesion_volumes,
+            L.overlap_nifti,
+            *self.figures(*_ARTIFACT_FIGURES),
             *self.qc_targets(),
         ]
 
     def runtimes(self) -> list[str]:
         """runtimes.tsv and its figure."""
-        return [self.path("runtimes.tsv"), *self.figures("runtimes")]
+        return [self.layout.runtimes, *self.figures("runtimes")]
 
     def targets(self) -> list[str]:
         """What ``rule all`` builds of this stage (nothing when disabled)."""
         if not self.enabled:
             return []
-        return [*self.artifacts(), *self.runtimes(), self.path("provenance.json")]
+        return [*self.artifacts(), *self.runtimes(), self.layout.provenance]
+
+    # ------------------------------------------------- the other stages
+
+    def upstream(self) -> list[str]:
+        """Everything else the run builds: the runtimes wait for it (and read its benchmarks)."""
+        return [
+            *self.setup.shard_targets(),
+            *self.setup.segment_targets(),
+            *self.hub.targets(),
+            *(self.validation.targets() if self.validation is not None else []),
+        ]
+
+    def hashed(self) -> list[str]:
+        """Hashed into provenance.json: outputs whose bytes depend only on the inputs."""
+        return [
+            *self.setup.shard_targets(),
+            *self.setup.segment_targets(),
+            self.hub.card,
+            *self.hub.masks_extra(),
+            *self.artifacts(),
+        ]
+
+    def located(self) -> list[str]:
+        """Outputs that embed the run's absolute paths (the report: its hash goes to ``run``)."""
+        return [self.validation.report] if self.validation is not None else []
 
     # -------------------------------------------------------- provenance
 
-    def write_provenance_inputs(
-        self, config: dict[str, Any], hashed: list[str], located: list[str]
-    ) -> None:
+    def write_provenance_inputs(self) -> None:
         """Write the provenance rule's input record (only when it changes).
 
-        ``hashed``: outputs whose bytes depend only on the inputs; ``located``:
-        outputs that embed the run's absolute paths (their hashes go to ``run``).
+        ``outputs``: :meth:`hashed`; ``located``: :meth:`located` (their hashes go to ``run``).
         """
+        record = {
+            "config": scrub(self.setup.config),
+            "outputs": sorted(self.hashed()),
+            "located": sorted(self.located()),
+        }
         text = json.dumps(
-            {"config": scrub(config), "outputs": sorted(hashed), "located": sorted(located)},
+            record,
             indent=1,
             sort_keys=True,
             default=str,

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
+from bids2hub.config import with_defaults
 from bids2hub.errors import Bids2HubError, ConfigError
 from bids2hub.fsutil import atomic_path
 from bids2hub.index.bidsname import natural_key
@@ -69,7 +70,7 @@ class ViewerPlan:
         ConfigError
             ``paper.viewer.subject`` names a subject that has no lesion mask in this run.
         """
-        output = setup.out_dir / "paper" / "viewer.html"
+        output = Path(setup.layout.viewer)
         sub = viewer_subject(setup.config, setup.segmentation)
         if sub is None:
             paper = setup.config["paper"]
@@ -84,7 +85,7 @@ class ViewerPlan:
             output,
             sub,
             session=setup.segment_target(sub)["session"],
-            dwi=str(setup.prepared_dir(sub) / "dwi.nii.gz"),
+            dwi=setup.layout.prepared_dwi(sub),
             mask=setup.mask_path(sub),
         )
 
@@ -128,12 +129,12 @@ def viewer_subject(config: dict[str, Any], segmentation: dict[str, Any]) -> str 
     ConfigError
         The configured subject has no mask in this run (with the reason).
     """
-    paper = config.get("paper", {})
-    options = paper.get("viewer", {})
-    if not (paper.get("enabled", True) and options.get("enabled", True)):
+    paper = with_defaults(config, "paper")
+    options = paper["viewer"]
+    if not (paper["enabled"] and options["enabled"]):
         return None
-    targets = segmentation.get("targets", {})
-    wanted = options.get("subject")
+    targets = segmentation["targets"]
+    wanted = options["subject"]
     if wanted:
         sub = str(wanted).removeprefix("sub-")
         if sub not in targets:

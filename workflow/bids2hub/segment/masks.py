@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 
 from bids2hub.errors import BidsError, SegmentationError
 from bids2hub.fsutil import atomic_path
-from bids2hub.layout import DERIVATIVE
 from bids2hub.layout import TABLE as TABLE  # re-exported
+from bids2hub.layout import hub_mask_relpath
+from bids2hub.layout import mask_relpath as in_derivative
 from bids2hub.nifti import check_nifti
 
 NIFTI_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
@@ -57,10 +58,8 @@ DESCRIPTIONS = {
 
 
 def mask_relpath(sub: str, ses: str) -> str:
-    """Path of a mask relative to ``hub/`` (interface 2), labels without prefixes."""
-    from bids2hub.segment.run import mask_relpath as in_derivative
-
-    return f"{DERIVATIVE.as_posix()}/{in_derivative(sub, ses)}"
+    """Path of a mask relative to ``hub/`` (the Hub repository), labels without prefixes."""
+    return hub_mask_relpath(sub, ses)
 
 
 def planned_masks(plan_path: Path) -> list[tuple[str, str]]:
@@ -135,7 +134,7 @@ def _gunzip(data: bytes, rel: str) -> bytes:
 
 
 def build_masks_table(
-    hub_dir: Path, sessions: list[tuple[str, str]], description: Path, dest: Path
+    masks_dir: Path, sessions: list[tuple[str, str]], description: Path, dest: Path
 ) -> list[dict[str, Any]]:
     """Write the masks table of ``sessions`` (labels without prefixes) to ``dest``.
 
@@ -152,7 +151,7 @@ def build_masks_table(
     cells: list[dict[str, Any]] = []
     for sub, ses in sorted(sessions):
         rel = mask_relpath(sub, ses)
-        path = Path(hub_dir) / rel
+        path = Path(masks_dir) / in_derivative(sub, ses)
         try:
             data = path.read_bytes()
         except FileNotFoundError:

@@ -32,6 +32,7 @@ from bids2hub.fsutil import write_if_changed
 from bids2hub.index.bidsname import natural_key
 from bids2hub.index.companions import find_companion
 from bids2hub.index.manifest import FileRecord, Manifest
+from bids2hub.layout import DERIVATIVE
 
 #: b-values at or below this are b0 (ARC writes b0 as 5).
 B0_MAX = 50.0
@@ -496,7 +497,7 @@ def _judge_session(
                 and r.is_image
                 and r.suffix == "mask"
                 and r.entity("desc") == desc
-                and r.scope != "derivatives/deepisles"
+                and r.scope != DERIVATIVE.as_posix()
             ),
             key=lambda r: (r.scope != "derivatives/lesion_masks", natural_key(r.path)),
         )

@@ -125,8 +125,8 @@ def infer_adc_unit(adc: np.ndarray, brain: np.ndarray, name: str) -> tuple[str, 
     return unit, median
 
 
-def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Write ``dwi.nii.gz`` (trace) and ``adc.nii.gz`` for one plan target.
+def prepare_dwi(root: Path, target: dict[str, Any], dwi_out: Path, adc_out: Path) -> dict[str, Any]:
+    """Write the b~1000 trace (``dwi_out``) and the ADC (``adc_out``) of one plan target.
 
     Parameters
     ----------
@@ -134,8 +134,8 @@ def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, 
         BIDS dataset root.
     target
         The subject's entry of the segmentation plan.
-    out_dir
-        ``{out_dir}/work/deepisles/sub-<label>``.
+    dwi_out, adc_out
+        Where to write the trace and the ADC in mm^2/s (3D NIfTI, DeepISLES's inputs).
 
     Returns
     -------
@@ -208,8 +208,8 @@ def prepare_dwi(root: Path, target: dict[str, Any], out_dir: Path) -> dict[str, 
                 "adc_scale": 1.0,
             }
         )
-    _save_3d(trace, img, out_dir / "dwi.nii.gz")
-    _save_3d(adc, img, out_dir / "adc.nii.gz")
+    _save_3d(trace, img, Path(dwi_out))
+    _save_3d(adc, img, Path(adc_out))
     info["adc_staged_unit"] = "mm2/s"
     info["adc_note"] = (
         "staged in mm^2/s (the threshold backend's unit); DeepISLES z-scores each input, "

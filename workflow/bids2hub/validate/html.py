@@ -9,9 +9,11 @@ class. Long tables are cut at :data:`MAX_ROWS` rows with a note pointing at
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from bids2hub.layout import RELATIVE
 from bids2hub.templating import render_template
 from bids2hub.validate.model import Report
 
@@ -133,6 +135,9 @@ def render(report: Report) -> str:
     return render_template(
         "bids2hub.validate",
         "report.html.j2",
+        report_json=posixpath.basename(RELATIVE.report_json),
+        segmentation_plan=RELATIVE.segmentation,
+        qc_table=RELATIVE.qc_table,
         title=f"Validation report: {ds.get('pretty_name') or ds['name']}",
         dataset=ds,
         passed=passed,

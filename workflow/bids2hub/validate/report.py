@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bids2hub.config import schema_defaults
 from bids2hub.errors import ValidationError
 from bids2hub.fsutil import atomic_path
 from bids2hub.index.bidsname import natural_key
 from bids2hub.index.manifest import Manifest, shard_id
+from bids2hub.layout import CheckFiles, Layout
 from bids2hub.shards.colmap import ColumnMap
 from bids2hub.validate import RESULT_VERSION
 from bids2hub.validate.bidsvalidator import summarise
@@ -40,6 +42,8 @@ from bids2hub.validate.model import (
 )
 from bids2hub.validate.sources import finding, is_intact, scan_text
 
+#: The ``validation`` section's defaults (the schema's).
+_DEFAULTS = schema_defaults("validation")
 #: Checks whose failures fail the workflow; anything else is a warning.
 HARD_CHECKS = (
     "bids_validator",
@@ -53,19 +57,19 @@ HARD_CHECKS = (
 )
 
 
-def validation_dir(out_dir: Path) -> Path:
-    """``{out_dir}/validation``."""
-    return Path(out_dir) / "validation"
+def as_checks(where: CheckFiles | Path) -> CheckFiles:
+    """The check files: as given (a job: its rule's paths), or those of an out_dir."""
+    return where if isinstance(where, CheckFiles) else Layout.of(where).checks()
 
 
-def session_result(out_dir: Path, sub: str, ses: str) -> Path:
-    """Where the source check of a session is written."""
-    return validation_dir(out_dir) / "sessions" / f"sub-{sub}" / f"{shard_id(sub, ses)}.json"
+def session_result(checks: CheckFiles | Path, sub: str, ses: str) -> Path:
+    """Where the source check of a session is."""
+    return as_checks(checks).session(sub, shard_id(sub, ses))
 
 
-def shard_result(out_dir: Path, sub: str, ses: str) -> Path:
-    """Where the round-trip of a shard is written."""
-    return validation_dir(out_dir) / "shards" / f"sub-{sub}" / f"{shard_id(sub, ses)}.json"
+def shard_result(checks: CheckFiles | Path, sub: str, ses: str) -> Path:
+    """Where the round-trip of a shard is."""
+    return as_checks(checks).shard(sub, shard_id(sub, ses))
 
 
 def selected_keys(manifest: Manifest, subjects: list[str] | None) -> list[tuple[str, str]]:
@@ -77,7 +81,7 @@ def selected_keys(manifest: Manifest, subjects: list[str] | None) -> list[tuple[
     return keys
 
 
-def list_intact(out_dir: Path, keys: list[tuple[str, str]]) -> dict[str, Any]:
+def list_intact(checks: CheckFiles | Path, keys: list[tuple[str, str]]) -> dict[str, Any]:
     """Which sessions' shards can be read back (``validation/intact-sessions.json``).
 
     A session whose sources failed a blocking check (unreadable image, missing
@@ -86,7 +90,7 @@ def list_intact(out_dir: Path, keys: list[tuple[str, str]]) -> dict[str, Any]:
     """
     intact, blocked = [], []
     for sub, ses in keys:
-        result = read_json(session_result(out_dir, sub, ses))
+        result = read_json(session_result(checks, sub, ses))
         (intact if is_intact(result) else blocked).append(shard_id(sub, ses))
     return {"version": RESULT_VERSION, "intact": intact, "blocked": blocked}
 
@@ -160,7 +164,7 @@ class SessionTotals:
 
 
 def gather_sessions(
-    out_dir: Path, keys: list[tuple[str, str]], findings: Findings
+    checks: CheckFiles, keys: list[tuple[str, str]], findings: Findings
 ) -> SessionTotals:
     """Add up the source check of every session and the round-trip of every intact shard.
 
@@ -170,13 +174,13 @@ def gather_sessions(
     totals = SessionTotals()
     for sub, ses in keys:
         sid = shard_id(sub, ses)
-        result = read_json(session_result(out_dir, sub, ses))
+        result = read_json(session_result(checks, sub, ses))
         totals.checked.update(result.get("checked", {}))
         findings.add(result.get("failures", []) + result.get("warnings", []), sid)
         if not is_intact(result):
             totals.not_checked.append(sid)
             continue
-        rt = read_json(shard_result(out_dir, sub, ses))
+        rt = read_json(shard_result(checks, sub, ses))
         totals.shards_checked += 1
         totals.cells += rt["checked"]["cells"]
         totals.columns_decoded += rt["checked"]["columns_decoded"]
@@ -200,14 +204,14 @@ def scan_top_level(manifest: Manifest, findings: Findings) -> int:
 
 
 def validator_section(
-    out_dir: Path, findings: Findings, *, tolerate_errors: bool
+    checks: CheckFiles, findings: Findings, *, tolerate_errors: bool
 ) -> ValidatorSummary:
     """The BIDS validator's summary; its errors (and a validator that did not finish) filed.
 
     Errors are hard failures, or warnings with ``tolerate_errors``; a validator that
     did not run to the end is always a hard failure.
     """
-    vpath = validation_dir(out_dir) / "bids-validator.json"
+    vpath = Path(checks.validator)
     validator = summarise(
         read_json(vpath) if vpath.is_file() else None, tolerate_errors=tolerate_errors
     )
@@ -276,11 +280,11 @@ def _failures_of(findings: Findings, *checks: str) -> int:
 def build_report(
     manifest: Manifest,
     cmap: ColumnMap,
-    out_dir: Path,
+    checks: CheckFiles | Path,
     *,
     subjects: list[str] | None = None,
-    count_tolerance: int = 0,
-    tolerate_validator_errors: bool = False,
+    count_tolerance: int = _DEFAULTS["count_tolerance"],
+    tolerate_validator_errors: bool = _DEFAULTS["tolerate_validator_errors"],
     segmentation: Path | None = None,
     qc: Path | None = None,
 ) -> Report:
@@ -288,16 +292,18 @@ def build_report(
 
     The steps: :func:`gather_sessions`, :func:`scan_top_level`,
     :func:`validator_section`, :func:`count_section`, :func:`summary_section`; the
-    order of ``failures`` and ``warnings`` is the order of these steps.
+    order of ``failures`` and ``warnings`` is the order of these steps. ``checks``: the
+    per-session results and the validator's result, as the rules wrote them (or an
+    out_dir holding them).
     """
-    out_dir = Path(out_dir)
+    checks = as_checks(checks)
     expected = check_expected(cmap.expected, f"dataset map '{cmap.name}'")
     keys = selected_keys(manifest, subjects)
     subset = len(keys) < len(manifest.shard_keys())
     findings = Findings()
-    totals = gather_sessions(out_dir, keys, findings)
+    totals = gather_sessions(checks, keys, findings)
     top_scanned = scan_top_level(manifest, findings)
-    validator = validator_section(out_dir, findings, tolerate_errors=tolerate_validator_errors)
+    validator = validator_section(checks, findings, tolerate_errors=tolerate_validator_errors)
     counts = count_section(
         manifest, keys, expected, findings, tolerance=count_tolerance, subset=subset
     )

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from bids2hub.errors import Bids2HubError
 from bids2hub.index.manifest import FileRecord, Manifest, shard_id
+from bids2hub.layout import RELATIVE
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
 from bids2hub.shards.writer import plan_session, shard_schema
 from bids2hub.validate import RESULT_VERSION
@@ -212,7 +213,7 @@ def check_shard(
         and ``failures`` (``round_trip`` and ``decode`` entries).
     """
     sid = shard_id(sub, ses)
-    rel = rel or f"hub/data/sub-{sub}/{sid}.parquet"
+    rel = rel or RELATIVE.shard(sub, sid)
     ck = _Checker(rel, session.get("files", {}))
     decoded = 0
     result: dict[str, Any] = {"version": RESULT_VERSION, "shard": sid}
