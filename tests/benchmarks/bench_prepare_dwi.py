@@ -57,12 +57,12 @@ if kind == "dataobj":
 elif kind == "fdata":
     nib.load(root / target["dwi"]).get_fdata()
 elif kind == "prepare":
-    prepare_dwi(root, target, out)
+    prepare_dwi(root, target, out / "dwi.nii.gz", out / "adc.nii.gz")
 else:  # segment: the threshold backend on what prepare_dwi wrote
     from bids2hub.segment.run import segment_subject
     prep = root / "prepared"
     if not (prep / "adc.nii.gz").exists():
-        prepare_dwi(root, target, prep)
+        prepare_dwi(root, target, prep / "dwi.nii.gz", prep / "adc.nii.gz")
     start = time.perf_counter()
     segment_subject("threshold", prep / "dwi.nii.gz", prep / "adc.nii.gz", None, out / "mask.nii.gz")
 print(json.dumps({{"seconds": time.perf_counter() - start, "peak_mb": peak_rss_mb()}}))

@@ -153,7 +153,7 @@ def test_each_adc_unit_is_staged_in_mm2_and_segmented(soop: Path, tmp_path: Path
     scores: dict[str, list[float]] = {}
     for sub in SUBJECTS:
         work = tmp_path / "work" / sub
-        info = prepare_dwi(soop, plan["targets"][sub], work)
+        info = prepare_dwi(soop, plan["targets"][sub], work / "dwi.nii.gz", work / "adc.nii.gz")
         assert info["adc_unit"] == FIXTURE_UNITS[sub], sub
         assert info["adc_staged_unit"] == "mm2/s" and "z-scores" in info["adc_note"]
         staged = nib.load(work / "adc.nii.gz").get_fdata()
@@ -171,7 +171,16 @@ def test_each_adc_unit_is_staged_in_mm2_and_segmented(soop: Path, tmp_path: Path
         assert min(values) >= 0.8, (unit, values)
     scaled = nib.load(soop / "sub-1/dwi/sub-1_rec-ADC_dwi.nii.gz")
     assert scaled.get_data_dtype() == np.int16 and scaled.dataobj.slope == pytest.approx(1.05995e-6)
-    info = json.loads(json.dumps(prepare_dwi(soop, plan["targets"]["1"], tmp_path / "again")))
+    info = json.loads(
+        json.dumps(
+            prepare_dwi(
+                soop,
+                plan["targets"]["1"],
+                tmp_path / "again" / "dwi.nii.gz",
+                tmp_path / "again" / "adc.nii.gz",
+            )
+        )
+    )
     assert info["adc_header_scaling"] == [pytest.approx(1.05995e-6), 0.0]
 
 
