@@ -84,14 +84,14 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     """
     import jsonschema
 
-    schema = schema or load_schema()
+    schema = schema or _schema()
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         raise ConfigError(_message(errors[0], schema))
     out = copy.deepcopy(config)
     _apply_defaults(out, schema)
-    if out.get("subjects"):
+    if out["subjects"]:
         out["subjects"] = [s.removeprefix("sub-") for s in out["subjects"]]
     return out
 

@@ -255,7 +255,7 @@ def prepare(
     except OSError as exc:
         raise ConfigError(f"out_dir '{out_dir}' cannot be created ({exc.strerror})") from None
     bids_dir = Path(config["bids_dir"]).expanduser()
-    map_path = resolve_map_path(config.get("dataset"), config_dir)
+    map_path = resolve_map_path(config["dataset"], config_dir)
     manifest, rebuilt = load_index(
         bids_dir,
         Path(layout.manifest),
@@ -270,7 +270,7 @@ def prepare(
             "or limit the run with 'subjects'"
         )
     keys = manifest.shard_keys()
-    wanted = config.get("subjects")
+    wanted = config["subjects"]
     if wanted:
         known = {sub for sub, _ in keys}
         missing = [s for s in wanted if s not in known]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bids2hub import __version__
+from bids2hub.config import with_defaults
 from bids2hub.errors import BidsError
 from bids2hub.fsutil import atomic_path, cached_sha256
 
@@ -163,12 +164,12 @@ def container_identity(
 ) -> dict[str, Any]:
     """What segmented: the DeepISLES image (URI, digest, the pull receipt) or the threshold
     generator, with the masks' ``GeneratedBy``."""
-    segment = config.get("segment", {})
-    backend = segment.get("backend", "threshold")
+    segment = with_defaults(config, "segment")
+    backend = segment["backend"]
     desc = _read_json(masks_description) or {}
     out: dict[str, Any] = {"backend": backend, "GeneratedBy": desc.get("GeneratedBy")}
     if backend == "deepisles":
-        uri = segment.get("deepisles", {}).get("uri", "")
+        uri = segment["deepisles"]["uri"]
         out["uri"] = uri
         out["digest"] = uri.rsplit("@", 1)[-1] if "@" in uri else None
         got = _read_json(receipt)

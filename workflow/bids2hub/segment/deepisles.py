@@ -42,16 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from bids2hub.config import schema_defaults, with_defaults
 from bids2hub.errors import SegmentationError
 
-#: The DeepISLES image this workflow was written against, pinned by digest.
-DEFAULT_URI = (
-    "docker://isleschallenge/deepisles"
-    "@sha256:52f7ec71c60d50b94710f04b5e4558966060a68068fed463f665880664a783a8"
-)
+#: The DeepISLES image this workflow was written against, pinned by digest (the
+#: schema's default of segment.deepisles.uri).
+DEFAULT_URI: str = schema_defaults("segment", "deepisles", "uri")
 #: A failed or interrupted SIF build leaves a stub of a few KB or MB; the real
 #: image is several GB. The floor is configurable (segment.deepisles.min_image_bytes).
-DEFAULT_MIN_IMAGE_BYTES = 1 << 30
+DEFAULT_MIN_IMAGE_BYTES: int = schema_defaults("segment", "deepisles", "min_image_bytes")
 #: Where the container sees the staged inputs, and where it writes its mask.
 DATA_MOUNT = "/app/data"
 RESULT_NAME = "lesion_msk.nii.gz"
@@ -107,7 +106,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _section(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (config.get("segment") or {}).get("deepisles") or {}
+    """``segment.deepisles`` with the schema's defaults where the config sets nothing."""
+    return with_defaults(dict(config), "segment", "deepisles")
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
@@ -147,21 +147,21 @@ def image_path(config: Mapping[str, Any]) -> Path:
     otherwise the digest-named SIF in ``segment.deepisles.cache_dir``.
     """
     sec = _section(config)
-    if sec.get("image"):
+    if sec["image"]:
         return Path(sec["image"]).expanduser().absolute()
-    cache = sec.get("cache_dir")
+    cache = sec["cache_dir"]
     folder = Path(cache).expanduser() if cache else default_cache_dir()
-    return folder.absolute() / sif_name(sec.get("uri") or DEFAULT_URI)
+    return folder.absolute() / sif_name(sec["uri"])
 
 
 def image_given(config: Mapping[str, Any]) -> bool:
     """True when the user gave the image (never pulled)."""
-    return bool(_section(config).get("image"))
+    return bool(_section(config)["image"])
 
 
 def generated_by(config: Mapping[str, Any]) -> dict[str, Any]:
     """The BIDS-derivatives ``GeneratedBy`` entry of the DeepISLES masks."""
-    return generated_by_uri(_section(config).get("uri") or DEFAULT_URI)
+    return generated_by_uri(_section(config)["uri"])
 
 
 def generated_by_uri(uri: str) -> dict[str, Any]:

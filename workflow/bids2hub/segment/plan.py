@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from bids2hub.config import schema_defaults
 from bids2hub.errors import BidsError, ConfigError, NiftiError
 from bids2hub.fsutil import write_if_changed
 from bids2hub.index.bidsname import natural_key
@@ -44,6 +45,9 @@ TARGET_TOLERANCE = 100.0
 _SHELL_GAP = 100.0
 FACTS_VERSION = 1
 PLAN_VERSION = 3
+
+#: The ``segment`` section's defaults (the schema's).
+_SEGMENT = schema_defaults("segment")
 
 
 # ----------------------------------------------------------------- b-values
@@ -402,7 +406,7 @@ def _judge_session(
     sub: str,
     ses: str,
     facts: FactCache,
-    allow_any_shell: bool = False,
+    allow_any_shell: bool = _SEGMENT["allow_any_shell"],
     expert_descs: Sequence[str] = ("lesion",),
 ) -> tuple[dict[str, Any] | None, str]:
     """Target of one session, or None and the reason."""
@@ -546,9 +550,9 @@ def normalize_session_choice(
 def plan_segmentation(
     manifest: Manifest,
     subjects: Sequence[str],
-    session_choice: str | dict[str, str] = "earliest",
+    session_choice: str | dict[str, str] = _SEGMENT["session"],
     facts: FactCache | None = None,
-    allow_any_shell: bool = False,
+    allow_any_shell: bool = _SEGMENT["allow_any_shell"],
     expert_descs: Sequence[str] = ("lesion",),
 ) -> dict[str, Any]:
     """Decide, per subject, what to segment (interface 1 of the workflow).

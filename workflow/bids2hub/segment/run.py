@@ -22,15 +22,19 @@ from typing import Any, TextIO
 import numpy as np
 
 from bids2hub import __version__
+from bids2hub.config import schema_defaults
 from bids2hub.errors import SegmentationError
 from bids2hub.fsutil import atomic_path, write_if_changed
 from bids2hub.layout import DERIVATIVE as DERIVATIVE  # re-exported: the stage's layout
 from bids2hub.layout import mask_relpath as mask_relpath
 
-#: Acute infarcts have ADC below about 620e-6 mm^2/s (e.g. RAPID's threshold).
-ADC_THRESHOLD = 620e-6
-#: Connected components smaller than this (mL) are dropped.
-MIN_LESION_ML = 0.2
+#: Acute infarcts have ADC below about 620e-6 mm^2/s (e.g. RAPID's threshold): the
+#: schema's default of ``segment.adc_threshold``.
+ADC_THRESHOLD: float = schema_defaults("segment", "adc_threshold")
+#: Connected components smaller than this (mL) are dropped (``segment.min_lesion_ml``).
+MIN_LESION_ML: float = schema_defaults("segment", "min_lesion_ml")
+#: DeepISLES's options when not given (``segment.deepisles.fast``, ``skull_strip``).
+_DEEPISLES = schema_defaults("segment", "deepisles")
 BACKENDS = ("deepisles", "threshold")
 
 
@@ -218,9 +222,9 @@ def segment_subject(
     out: Path,
     *,
     image: Path | None = None,
-    fast: bool = False,
-    skull_strip: bool = False,
-    brain_extract: bool = False,
+    fast: bool = _DEEPISLES["fast"],
+    skull_strip: bool = _DEEPISLES["skull_strip"],
+    brain_extract: bool = _DEEPISLES["brain_extract"],
     log: TextIO | None = None,
     threshold_options: dict[str, float] | None = None,
     run_deepisles: Callable[..., None] | None = None,
@@ -287,7 +291,7 @@ def generated_by(
     *,
     container_uri: str | None = None,
     version: str | None = None,
-    brain_extract: bool = False,
+    brain_extract: bool = _DEEPISLES["brain_extract"],
     adc_threshold: float = ADC_THRESHOLD,
     min_lesion_ml: float = MIN_LESION_ML,
 ) -> list[dict[str, Any]]:
@@ -338,7 +342,7 @@ def description_json(
     *,
     container_uri: str | None = None,
     version: str | None = None,
-    brain_extract: bool = False,
+    brain_extract: bool = _DEEPISLES["brain_extract"],
     adc_threshold: float = ADC_THRESHOLD,
     min_lesion_ml: float = MIN_LESION_ML,
 ) -> str:

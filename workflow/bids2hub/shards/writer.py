@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bids2hub import __version__
+from bids2hub.config import schema_defaults
 from bids2hub.errors import BidsError
 from bids2hub.fsutil import atomic_path
 from bids2hub.index.bidsname import natural_key
@@ -47,9 +48,11 @@ _ARROW_TYPES = {
 
 @dataclass(frozen=True)
 class ShardOptions:
-    """Writer options (see ``shards`` in the config schema)."""
+    """Writer options (see ``shards`` in the config schema; defaults: the schema's)."""
 
-    content_defined_chunking: bool = False
+    content_defined_chunking: bool = field(
+        default_factory=lambda: schema_defaults("shards", "content_defined_chunking")
+    )
 
 
 @dataclass
