@@ -88,13 +88,9 @@ def test_no_config_default_is_spelled_in_the_code() -> None:
     from tests.conftest import REPO
 
     keys = {path[-1] for path, _ in _schema_defaults(load_schema())}
-    # PushOptions.from_config is being rewritten with the push (issue 15, item 5).
-    pending = {"workflow/bids2hub/hub/push.py"}
     found = []
     for path in sorted((REPO / "workflow" / "bids2hub").rglob("*.py")):
         rel = str(path.relative_to(REPO))
-        if rel in pending:
-            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)

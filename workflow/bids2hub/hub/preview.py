@@ -39,6 +39,7 @@ from bids2hub.errors import BidsError
 from bids2hub.fsutil import atomic_path
 from bids2hub.layout import PREVIEW_TABLE as TABLE
 from bids2hub.layout import PREVIEW_THUMBNAIL as THUMBNAIL
+from bids2hub.layout import RELATIVE
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap
 
 #: Height of each slice in the thumbnails, pixels.
@@ -141,7 +142,7 @@ def preview_section(repo_id: str | None, cmap: ColumnMap) -> list[str]:
         "[niivue.com/demos](https://niivue.com/demos/) or `ipyniivue` in a notebook): "
         "cast a column to `Nifti(decode=False)` and save a cell's `bytes` as a `.nii.gz` "
         "file to open;",
-        "- the workflow that built this dataset also writes `paper/viewer.html`, a "
+        f"- the workflow that built this dataset also writes `{RELATIVE.viewer}`, a "
         "self-contained NiiVue page of one subject's b~1000 trace with its lesion mask "
         "that opens from disk.",
         "",
