@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bids2hub.config import with_defaults
 from bids2hub.errors import Bids2HubError
 
 
@@ -88,7 +89,7 @@ def missing_setup(
         except Bids2HubError as exc:
             problems.append(f"the BIDS validator cannot run: {exc}")
     pushed = push_receipt is not None and Path(push_receipt).is_file()
-    if config.get("hub", {}).get("push") and not pushed and not hub_token_available(environ):
+    if with_defaults(config, "hub")["push"] and not pushed and not hub_token_available(environ):
         problems.append(
             "hub.push is true but no Hugging Face token is set: export HF_TOKEN (a write "
             "token) or run 'hf auth login' first (the push is the run's last step)"

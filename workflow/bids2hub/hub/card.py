@@ -213,7 +213,7 @@ def _masks_section(inp: CardInputs) -> list[str]:
         "## Lesion masks and their agreement",
         "",
         f"{cohort}: {q['n']} predicted mask(s) ({inp.masks.backend} backend), "
-        f"{q['empty']} empty, {q['flagged']} flagged for review (`qc/segmentation.tsv`, "
+        f"{q['empty']} empty, {q['flagged']} flagged for review (`{RELATIVE.qc_table}`, "
         "column `flag`). Empty is a status, not always an error: an acute subject may have "
         "no visible lesion; an empty DeepISLES mask is flagged because DeepISLES also "
         "writes one, and exits 0, when its SEALS model fails.",

@@ -674,7 +674,7 @@ def run_deepisles(
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.deepisles-", dir=out.parent))
     try:
-        data = stage / "data"
+        data = stage / Path(DATA_MOUNT).name  # bound on DATA_MOUNT
         data.mkdir()
         staged = stage_inputs(inputs, data, brain_extract=brain_extract, log=log)
         names = staged.names
