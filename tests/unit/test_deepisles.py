@@ -538,7 +538,7 @@ def _seals_inputs(tmp_path: Path, fov_mm: float = 72.0) -> dict[str, Path]:
     manifest, _ = load_index(root, tmp_path / f"idx-{fov_mm:g}" / "manifest.parquet")
     plan = plan_segmentation(manifest, ["2"], "earliest", FactCache(manifest, None))
     work = tmp_path / f"work-{fov_mm:g}"
-    prepare_dwi(root, plan["targets"]["2"], work)
+    prepare_dwi(root, plan["targets"]["2"], work / "dwi.nii.gz", work / "adc.nii.gz")
     return {"dwi": work / "dwi.nii.gz", "adc": work / "adc.nii.gz"}
 
 
@@ -749,7 +749,7 @@ def test_the_demo_variant_with_a_256_mm_field_of_view(
     plan = plan_segmentation(manifest, ["M9001"], "earliest", FactCache(manifest, None))
     target = plan["targets"]["M9001"]
     work = tmp_path / "work"
-    prepare_dwi(root, target, work)
+    prepare_dwi(root, target, work / "dwi.nii.gz", work / "adc.nii.gz")
     assert max(deepisles._extent_mm(nib.load(work / "dwi.nii.gz"))) >= 256
     out = tmp_path / "out" / "mask.nii.gz"
     log = io.StringIO()
