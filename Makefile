@@ -64,7 +64,9 @@ bench: setup
 	python tests/benchmarks/bench_index.py
 	python tests/benchmarks/bench_prepare_dwi.py
 	python tests/benchmarks/bench_validation.py
+	python tests/benchmarks/bench_validation.py --limits
 	python tests/benchmarks/bench_workflow.py
+	python tests/benchmarks/bench_e2e.py $(if $(PEER_DIR),--peer-dir $(PEER_DIR) --peer-python $(PEER_PYTHON))
 	python tests/benchmarks/bench_push.py
 
 clean:
