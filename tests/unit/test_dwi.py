@@ -90,6 +90,9 @@ class _ListedFacts(FactCache):
     def bvecs(self, rec: FileRecord) -> dict[str, Any]:
         return {"n": len(self.real[rec.path.removesuffix(".bvec") + ".bval"])}
 
+    def sidecar(self, rec: FileRecord) -> dict[str, Any]:
+        return {}  # listed names only: the published sidecars are valid JSON
+
 
 def test_every_real_arc_run_and_session_gets_a_sensible_choice() -> None:
     real = _arc_bvals()

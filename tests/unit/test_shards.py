@@ -157,13 +157,61 @@ def test_unmapped_image_fails_with_its_name(tmp_path: Path) -> None:
     assert list(tmp_path.glob(".out.parquet*")) == []
 
 
-def test_missing_bval_fails_with_its_name(tmp_path: Path) -> None:
-    root = _tiny(tmp_path / "bids")
-    write_nifti(root / "sub-01/dwi/sub-01_dwi.nii.gz", (4, 4, 3, 2))
+def _two_dwi_runs(root: Path) -> Path:
+    """Two DWI runs; run-2 has a .bvec but no .bval (BIDS error DWI_MISSING_BVAL)."""
+    dwi = root / "sub-01/dwi"
+    for run in (1, 2):
+        write_nifti(dwi / f"sub-01_run-{run}_dwi.nii.gz", (4, 4, 3, 2), seed=run)
+        (dwi / f"sub-01_run-{run}_dwi.bvec").write_text("0 1\n0 0\n0 0\n")
+    (dwi / "sub-01_run-1_dwi.bval").write_text("0 1000\n")
+    return root
+
+
+def test_missing_bval_keeps_the_session_with_a_null_cell(tmp_path: Path) -> None:
+    """Old behaviour: the shard was not written and every image of the session was lost."""
+    import datasets
+
+    root = _two_dwi_runs(_tiny(tmp_path / "bids"))
+    (root / "sub-01/anat/sub-01_run-1_T1w.json").write_text('{"RepetitionTime": 2.0')
     manifest, _ = load_index(root, tmp_path / "m.parquet")
     cmap = load_map(REPO / "config/datasets/ds004884.yaml")
-    with pytest.raises(BidsError, match=r"sub-01/dwi/sub-01_dwi\.bval: missing"):
-        write_shard(manifest, cmap, "01", "", {}, tmp_path / "o.parquet")
+    dest = tmp_path / "sub-01.parquet"
+    prov = write_shard(manifest, cmap, "01", "", {}, dest)
+    ds = datasets.load_dataset("parquet", data_files=str(dest), split="train")
+    row = pq.read_table(dest).to_pylist()[0]
+    assert [c["path"] for c in row["dwi"]] == ["sub-01_run-1_dwi.nii.gz", "sub-01_run-2_dwi.nii.gz"]
+    assert row["dwi_bvals"] == ["0 1000", None]  # aligned with dwi, null where missing
+    assert row["dwi_bvecs"] == ["0 1\n0 0\n0 0"] * 2
+    assert row["t1w_sidecar"] == [None]  # invalid JSON: null, the image is kept
+    assert len(row["t1w"]) == 1
+    assert len(ds[0]["dwi"]) == 2 and ds[0]["dwi"][1].shape == (4, 4, 3, 2)
+    assert ds[0]["dwi_bvals"] == ["0 1000", None] and ds[0]["t1w_sidecar"] == [None]
+    read = {s["path"] for s in prov["sources"]}
+    assert "sub-01/dwi/sub-01_run-2_dwi.bval" not in read
+    assert "sub-01/anat/sub-01_run-1_T1w.json" not in read
+
+
+def test_a_column_past_2_gib_stops_before_anything_is_written(tmp_path: Path) -> None:
+    """Two sparse 1.1 GiB DWI runs: one list cell of 2.2 GiB (32-bit page size and offsets)."""
+    root = _tiny(tmp_path / "bids")
+    dwi = root / "sub-01/dwi"
+    dwi.mkdir(parents=True)
+    for run in (1, 2):
+        with open(dwi / f"sub-01_run-{run}_dwi.nii.gz", "wb") as fh:
+            fh.truncate(1100 << 20)  # sparse: no disk space, no bytes written by the test
+        (dwi / f"sub-01_run-{run}_dwi.bval").write_text("0\n")
+        (dwi / f"sub-01_run-{run}_dwi.bvec").write_text("0\n0\n0\n")
+    manifest, _ = load_index(root, tmp_path / "m.parquet")
+    cmap = load_map(REPO / "config/datasets/ds004884.yaml")
+    dest = tmp_path / "o.parquet"
+    for options in (ShardOptions(), ShardOptions(True)):
+        with pytest.raises(BidsError) as err:
+            write_shard(manifest, cmap, "01", "", {}, dest, options)
+        message = str(err.value)
+        assert "\n" not in message
+        assert message.startswith("sub-01: column 'dwi' would hold 2.15 GiB in 2 file(s)")
+        assert "sub-01/dwi/sub-01_run-1_dwi.nii.gz" in message and "nothing written" in message
+        assert not dest.exists() and list(tmp_path.glob(".o.parquet*")) == []
 
 
 def test_no_sessions_gives_null_session_id(tmp_path: Path) -> None:

@@ -165,12 +165,28 @@ def test_identifying_keys_in_json_and_tsv() -> None:
     ]
 
 
-def test_invalid_json_sidecar_is_an_integrity_failure(arc_tree: Path, tmp_path: Path) -> None:
+def test_invalid_json_sidecar_is_a_hard_failure_that_keeps_the_shard(
+    arc_tree: Path, tmp_path: Path
+) -> None:
     sidecar = sorted(arc_tree.glob("sub-M2039/ses-*/anat/*.json"))[0]
     sidecar.write_text("{not json")
     result = _session(arc_tree, tmp_path, "M2039", sidecar.parent.parent.name[4:])
     [fail] = result["failures"]
-    assert fail["check"] == "integrity" and "not valid JSON" in fail["message"]
+    assert fail["check"] == "sidecar" and "not valid JSON" in fail["message"]
+    assert is_intact(result)  # the shard is written, with null in that sidecar's cell
+
+
+def test_missing_bval_is_a_hard_failure_that_keeps_the_shard(
+    arc_tree: Path, tmp_path: Path
+) -> None:
+    bval = sorted(arc_tree.glob("sub-M2215/ses-*/dwi/*_dwi.bval"))[0]
+    bval.unlink()
+    result = _session(arc_tree, tmp_path, "M2215", bval.parent.parent.name[4:])
+    rel = bval.relative_to(arc_tree).as_posix()
+    [fail] = [f for f in result["failures"] if f["check"] == "companion"]
+    assert fail["file"] == rel and fail["column"] == "dwi_bvals"
+    assert fail["message"].startswith(f"{rel}: missing (column 'dwi_bvals' holds null for ")
+    assert is_intact(result)
 
 
 def _soop_tree(root: Path) -> Path:

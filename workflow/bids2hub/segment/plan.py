@@ -43,7 +43,7 @@ TARGET_B = 1000.0
 TARGET_TOLERANCE = 100.0
 #: Consecutive sorted b-values further apart than this start a new shell.
 _SHELL_GAP = 100.0
-FACTS_VERSION = 1
+FACTS_VERSION = 2
 PLAN_VERSION = 3
 
 #: The ``segment`` section's defaults (the schema's).
@@ -201,14 +201,22 @@ class FactCache:
         """``{"n": directions}`` or ``{"error": ...}``."""
         return self._get(rec, lambda p: {"n": bvec_count(p.read_text(encoding="utf-8"), rec.path)})
 
+    def sidecar(self, rec: FileRecord) -> dict[str, Any]:
+        """``{"image_type": [...]}`` of an image's JSON sidecar (by BIDS inheritance),
+        ``{"error": ...}`` when it is not valid JSON, ``{}`` without one."""
+        sidecar = find_companion(self.manifest, rec, ".json")
+        if sidecar is None:
+            return {}
+        return self._get(sidecar, lambda p: {"image_type": _read_image_type(p, sidecar.path)})
+
     def image_type(self, rec: FileRecord) -> tuple[str, ...]:
         """The DICOM ``ImageType`` of an image's JSON sidecar (by BIDS inheritance), upper case;
         empty without a sidecar, the key, or when the sidecar is not JSON."""
-        sidecar = find_companion(self.manifest, rec, ".json")
-        if sidecar is None:
-            return ()
-        value = self._get(sidecar, lambda p: {"image_type": _read_image_type(p)})
-        return tuple(value.get("image_type") or ())
+        return tuple(self.sidecar(rec).get("image_type") or ())
+
+    def sidecar_error(self, rec: FileRecord) -> str | None:
+        """Why the image's JSON sidecar is unusable (not valid JSON), or None."""
+        return self.sidecar(rec).get("error")
 
     def save(self) -> bool:
         """Write the facts used by this parse (drops stale entries); True when rewritten."""
@@ -222,11 +230,11 @@ class FactCache:
         return write_if_changed(self.path, text + "\n")
 
 
-def _read_image_type(path: Path) -> list[str]:
+def _read_image_type(path: Path, name: str) -> list[str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return []
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BidsError(f"its sidecar {name} is not valid JSON ({exc})") from None
     value = data.get("ImageType") if isinstance(data, dict) else None
     if isinstance(value, str):
         value = value.split("\\")
@@ -369,6 +377,9 @@ def judge_run(rec: FileRecord, facts: FactCache) -> RunVerdict:
     if bval is None or bvec is None:
         missing = ".bval" if bval is None else ".bvec"
         return RunVerdict(rec, f"{label} has no {missing}")
+    bad_sidecar = facts.sidecar_error(rec)
+    if bad_sidecar:
+        return RunVerdict(rec, f"{label}: {bad_sidecar}")
     head = facts.volumes(rec)
     if "error" in head:
         return RunVerdict(rec, head["error"])

@@ -419,22 +419,26 @@ def write_row(
     for f in schema:
         _shred(f.type, row.get(f.name), 0, 0, 0, it)
 
+    pages: list[tuple[_Leaf, bytes, int]] = []
+    for leaf in leaves:  # sizes first: a page too large stops us before any byte is written
+        levels = b""
+        if leaf.max_rep:
+            levels += _rle(leaf.reps, leaf.max_rep)
+        levels += _rle(leaf.defs, leaf.max_def)
+        body = len(levels) + sum(_value_size(leaf.physical, v) for v in leaf.values)
+        if body >= 1 << 31:
+            raise BidsError(
+                f"column {'.'.join(leaf.path)} holds more than a parquet page can (2 GiB)"
+            )
+        pages.append((leaf, levels, body))
+
     out.write(MAGIC)
     offset = len(MAGIC)
     chunks: list[tuple[_Leaf, int, int]] = []
     sources: list[dict[str, Any]] = []
     copier = _Copier()
     try:
-        for leaf in leaves:
-            levels = b""
-            if leaf.max_rep:
-                levels += _rle(leaf.reps, leaf.max_rep)
-            levels += _rle(leaf.defs, leaf.max_def)
-            body = len(levels) + sum(_value_size(leaf.physical, v) for v in leaf.values)
-            if body >= 1 << 31:
-                raise BidsError(
-                    f"column {'.'.join(leaf.path)} holds more than a parquet page can (2 GiB)"
-                )
+        for leaf, levels, body in pages:
             header = _page_header(len(leaf.defs), body)
             out.write(header)
             out.write(levels)

@@ -157,11 +157,6 @@ def plan_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> Ses
     return plan
 
 
-def _companion_path(root: Path, rec: FileRecord, extension: str) -> Path:
-    stem = rec.path[: -len(rec.extension)]
-    return root / f"{stem}{extension}"
-
-
 class _Sources:
     """Provenance of every file read into the shard."""
 
@@ -177,20 +172,6 @@ class _Sources:
                 "sha256": hashlib.sha256(data).hexdigest(),
             }
         )
-
-
-def _read_text(path: Path, rel: str, column: str, sources: _Sources) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BidsError(f"{rel}: missing (needed for column '{column}')") from None
-    except OSError as exc:
-        raise BidsError(f"{rel}: cannot read ({exc})") from None
-    sources.add(column, rel, data)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BidsError(f"{rel}: not UTF-8 text") from None
 
 
 def _read_into(fv: FileValue, view: memoryview) -> None:
@@ -218,6 +199,37 @@ def _file_value(root: Path, rec: FileRecord, column: str) -> FileValue:
     return FileValue(root / rec.path, rec.path, size, column, check_nifti_file)
 
 
+#: Bytes of page overhead besides the values (the levels of a one-row page are two RLE runs).
+_PAGE_SLACK = 64
+
+
+def check_cell_sizes(row: dict[str, Any], cmap: ColumnMap, shard: str) -> None:
+    """Stop before anything is written when one column's images exceed 2 GiB.
+
+    A parquet data page records its size as a signed 32-bit integer and an
+    Arrow ``binary`` array (the storage of ``datasets``' Nifti feature) has
+    32-bit offsets, and the writer puts one session's list of images in one
+    page; a list of runs together larger than that cannot be written or read.
+
+    Raises
+    ------
+    BidsError
+        One line naming the shard, the column, its size and its largest file.
+    """
+    for col in cmap.image_columns():
+        value = row.get(col.name)
+        cells = value if col.kind == "images" else [value]
+        files = [c["bytes"] for c in cells or [] if c is not None]
+        total = sum(4 + fv.size for fv in files) + _PAGE_SLACK
+        if total > _MAX_BINARY:
+            big = max(files, key=lambda fv: fv.size)
+            raise BidsError(
+                f"{shard}: column '{col.name}' would hold {total / 2**30:.2f} GiB in "
+                f"{len(files)} file(s) (largest {big.rel}, {big.size / 2**30:.2f} GiB), "
+                "more than one parquet page or Arrow binary cell can (2 GiB); nothing written"
+            )
+
+
 def _nifti_array(cells: list[dict[str, Any]], col: str, sources: _Sources) -> pa.StructArray:
     """Read the files of ``cells`` into one struct<bytes, path> array without extra copies."""
     files: list[FileValue] = [c["bytes"] for c in cells]
@@ -240,17 +252,49 @@ def _nifti_array(cells: list[dict[str, Any]], col: str, sources: _Sources) -> pa
     return pa.StructArray.from_arrays([binary, names], fields=list(NIFTI_TYPE))
 
 
-def _sidecar_text(root: Path, rec: FileRecord, col: Column, sources: _Sources) -> str | None:
-    path = _companion_path(root, rec, ".json")
+def cell_companion(rec: FileRecord, extension: str) -> str:
+    """The file whose text fills image ``rec``'s companion or sidecar cell: the one beside it.
+
+    Only the session's own files are inputs of its shard job, so a cell never
+    holds an inherited file (validation and the segmentation plan do follow BIDS
+    inheritance, :func:`bids2hub.index.companions.find_companion`).
+    """
+    return f"{rec.path[: -len(rec.extension)]}{extension}"
+
+
+def _companion_text(
+    manifest: Manifest, rec: FileRecord, extension: str, column: str, sources: _Sources
+) -> str | None:
+    """Text of the companion of image ``rec`` for ``column``, or None (a null cell).
+
+    A companion that is missing, unreadable, not UTF-8 or (for a ``.json``
+    sidecar) not valid JSON does not stop the shard: its cell is null, so
+    every other image of the session still reaches the Hub, and the source
+    check (:mod:`bids2hub.validate.sources`) reports it as a hard failure.
+    """
+    rel = cell_companion(rec, extension)
+    path = manifest.root / rel
+    if not path.is_file() and extension == ".json":
+        return None  # a sidecar is optional
     if not path.is_file():
-        return None
-    rel = f"{rec.path[: -len(rec.extension)]}.json"
-    text = _read_text(path, rel, sidecar_name(col), sources)
-    try:
-        json.loads(text)
-    except ValueError as exc:
-        raise BidsError(f"{rel}: not valid JSON ({exc})") from None
-    return text
+        problem = f"{rel}: missing"
+    else:
+        try:
+            data = path.read_bytes()
+            text = data.decode("utf-8")
+            if extension == ".json":
+                json.loads(text)
+        except OSError as exc:
+            problem = f"{rel}: cannot read ({exc.strerror})"
+        except UnicodeDecodeError:
+            problem = f"{rel}: not UTF-8 text"
+        except ValueError as exc:
+            problem = f"{rel}: not valid JSON ({exc})"
+        else:
+            sources.add(column, rel, data)
+            return text
+    log.warning("%s; column '%s' holds null in its place", problem, column)
+    return None
 
 
 def session_row(
@@ -282,15 +326,11 @@ def session_row(
             ]
             row[col.name] = cells if col.kind == "images" else (cells[0] if cells else None)
         elif col.kind == "companion":
-            row[col.name] = [
-                _read_text(
-                    _companion_path(root, r, col.extension),
-                    f"{r.path[: -len(r.extension)]}{col.extension}",
-                    col.name,
-                    sources,
-                ).strip()
+            texts = [
+                _companion_text(manifest, r, col.extension, col.name, sources)
                 for r in plan.images[col.of]
             ]
+            row[col.name] = [t.strip() if t is not None else None for t in texts]
         elif col.kind == "entity":
             recs = plan.images[col.of]
             value = recs[0].entity(col.entity) if recs else ""
@@ -300,7 +340,10 @@ def session_row(
             row[col.name] = convert(pheno.get(col.source), col.dtype, where)
     if cmap.sidecars:
         for col in cmap.image_columns():
-            texts = [_sidecar_text(root, r, col, sources) for r in plan.images[col.name]]
+            texts = [
+                _companion_text(manifest, r, ".json", sidecar_name(col), sources)
+                for r in plan.images[col.name]
+            ]
             row[sidecar_name(col)] = (
                 texts if col.kind == "images" else (texts[0] if texts else None)
             )
@@ -380,6 +423,7 @@ def write_shard(
     schema, features = shard_schema(cmap)
     small = _Sources()
     row = session_row(manifest, cmap, sub, ses, participants, small)
+    check_cell_sizes(row, cmap, shard_id(sub, ses))
     provenance: dict[str, Any] = {
         "dataset": cmap.name,
         "shard": shard_id(sub, ses),

@@ -112,7 +112,11 @@ def _summary(report: Report) -> list[tuple[str, str]]:
             "Shard round-trip",
             f"{rt['shards_checked']} shard(s), {rt['cells_checked']} cell(s) compared, "
             f"{rt['columns_decoded']} column(s) decoded with datasets; "
-            f"{rt['failures']} failure(s)"
+            + (
+                f"{rt['null_cells']} null cell(s) for unusable companions; "
+                * bool(rt.get("null_cells"))
+            )
+            + f"{rt['failures']} failure(s)"
             + (f"; {len(rt['not_checked'])} not checked" if rt["not_checked"] else ""),
         ),
         (

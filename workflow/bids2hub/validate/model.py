@@ -122,6 +122,7 @@ class RoundTrip(TypedDict):
     shards_checked: int
     cells_checked: int
     columns_decoded: int
+    null_cells: int
     not_checked: list[str]
     failures: int
 

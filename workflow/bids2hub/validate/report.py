@@ -50,6 +50,8 @@ HARD_CHECKS = (
     "counts",
     "integrity",
     "shard_plan",
+    "companion",
+    "sidecar",
     "dwi_gradients",
     "mask_grid",
     "round_trip",
@@ -84,8 +86,9 @@ def selected_keys(manifest: Manifest, subjects: list[str] | None) -> list[tuple[
 def list_intact(checks: CheckFiles | Path, keys: list[tuple[str, str]]) -> dict[str, Any]:
     """Which sessions' shards can be read back (``validation/intact-sessions.json``).
 
-    A session whose sources failed a blocking check (unreadable image, missing
-    companion file, no column plan) has no shard to compare; it is listed under
+    A session whose sources failed a blocking check (unreadable image, no
+    column plan; a missing or unreadable companion or sidecar is not blocking:
+    its shard holds null in that cell) has no shard to compare; it is listed under
     ``blocked`` and the report names its failures instead.
     """
     intact, blocked = [], []
@@ -160,6 +163,7 @@ class SessionTotals:
     shards_checked: int = 0
     cells: int = 0
     columns_decoded: int = 0
+    null_cells: int = 0  # companion/sidecar cells null because their file is unusable
     not_checked: list[str] = field(default_factory=list)  # blocked sessions' shards
 
 
@@ -184,6 +188,7 @@ def gather_sessions(
         totals.shards_checked += 1
         totals.cells += rt["checked"]["cells"]
         totals.columns_decoded += rt["checked"]["columns_decoded"]
+        totals.null_cells += rt["checked"].get("null_cells", 0)
         findings.add(rt.get("failures", []), sid)
     return totals
 
@@ -332,12 +337,15 @@ def build_report(
             "nifti_checked": checked["nifti"],
             "dwi_checked": checked["dwi"],
             "masks_checked": checked["masks"],
-            "failures": _failures_of(findings, "integrity", "dwi_gradients", "mask_grid"),
+            "failures": _failures_of(
+                findings, "integrity", "companion", "sidecar", "dwi_gradients", "mask_grid"
+            ),
         },
         "round_trip": {
             "shards_checked": totals.shards_checked,
             "cells_checked": totals.cells,
             "columns_decoded": totals.columns_decoded,
+            "null_cells": totals.null_cells,
             "not_checked": totals.not_checked,
             "failures": _failures_of(findings, "round_trip", "decode"),
         },

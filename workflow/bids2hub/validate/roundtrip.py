@@ -25,9 +25,12 @@ from bids2hub.errors import Bids2HubError
 from bids2hub.index.manifest import FileRecord, Manifest, shard_id
 from bids2hub.layout import RELATIVE
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
-from bids2hub.shards.writer import plan_session, shard_schema
+from bids2hub.shards.writer import cell_companion, plan_session, shard_schema
 from bids2hub.validate import RESULT_VERSION
 from bids2hub.validate.sources import finding
+
+#: Source-check failures of a companion or sidecar file, whose shard cell is null.
+UNUSABLE_CHECKS = ("companion", "sidecar")
 
 
 def _sha(buf: Any) -> str:
@@ -70,10 +73,15 @@ def _nifti_cells(column: pa.ChunkedArray, is_list: bool) -> list[Cell]:
 class _Checker:
     """Collects failures while one shard is compared with its sources."""
 
-    def __init__(self, rel: str, files: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, rel: str, session: dict[str, Any]) -> None:
         self.rel = rel
-        self.files = files
+        self.files: dict[str, dict[str, Any]] = session.get("files", {})
+        #: Companions and sidecars the source check found unusable: their cells must be null.
+        self.unusable = {
+            f["file"] for f in session.get("failures", []) if f["check"] in UNUSABLE_CHECKS
+        }
         self.failures: list[dict[str, Any]] = []
+        self.nulls: list[dict[str, str]] = []
         self.cells = 0
 
     def fail(self, message: str, check: str = "round_trip") -> None:
@@ -95,18 +103,17 @@ class _Checker:
     def text_cell(self, column: str, text: str | None, rel: str, key: str) -> None:
         self.cells += 1
         src = self.files.get(rel)
-        if src is None:
+        if src is None or rel in self.unusable:
             if text is not None:
-                self.fail(f"column '{column}': holds text but {rel} does not exist")
+                why = "does not exist" if src is None else "is unusable (see the source check)"
+                self.fail(f"column '{column}': holds text but {rel} {why}")
+            elif rel in self.unusable:  # (an image without a sidecar is normal, not listed)
+                self.nulls.append({"column": column, "file": rel})
             return
         if text is None:
             self.fail(f"column '{column}': null but {rel} exists")
         elif src.get(key) is None or _sha(text.encode("utf-8")) != src[key]:
             self.fail(f"column '{column}': text differs from {rel}")
-
-
-def _companion_rel(rec: FileRecord, extension: str) -> str:
-    return f"{rec.path[: -len(rec.extension)]}{extension}"
 
 
 def _check_schema(ck: _Checker, pf: pq.ParquetFile, cmap: ColumnMap) -> dict[str, Any] | None:
@@ -209,12 +216,14 @@ def check_shard(
     Returns
     -------
     dict
-        ``version``, ``shard``, ``checked`` (``cells`` compared, ``columns_decoded``)
-        and ``failures`` (``round_trip`` and ``decode`` entries).
+        ``version``, ``shard``, ``checked`` (``cells`` compared, ``columns_decoded``,
+        ``null_cells``), ``failures`` (``round_trip`` and ``decode`` entries) and
+        ``null_cells`` (``{column, file}`` of each companion or sidecar cell that is
+        null because the source check found its file missing or unusable).
     """
     sid = shard_id(sub, ses)
     rel = rel or RELATIVE.shard(sub, sid)
-    ck = _Checker(rel, session.get("files", {}))
+    ck = _Checker(rel, session)
     decoded = 0
     result: dict[str, Any] = {"version": RESULT_VERSION, "shard": sid}
     try:
@@ -252,7 +261,12 @@ def check_shard(
             if dfeats is not None and sample is not None:
                 cell, rec, is_list = sample
                 decoded += _decode(ck, dfeats, name, cell, rec, is_list)
-    result["checked"] = {"cells": ck.cells, "columns_decoded": decoded}
+    result["checked"] = {
+        "cells": ck.cells,
+        "columns_decoded": decoded,
+        "null_cells": len(ck.nulls),
+    }
+    result["null_cells"] = sorted(ck.nulls, key=lambda n: (n["file"], n["column"]))
     result["failures"] = sorted(ck.failures, key=lambda f: (f["check"], f["message"]))
     return result
 
@@ -288,7 +302,7 @@ def _column(
             ck.fail(f"column '{name}': {len(texts)} sidecar(s) for {len(recs)} image(s)")
             return None
         for text, rec in zip(texts, recs, strict=True):
-            ck.text_cell(name, text, _companion_rel(rec, ".json"), "sha256")
+            ck.text_cell(name, text, cell_companion(rec, ".json"), "sha256")
         first = next((t for t in texts if t is not None), None)
         return (first, None, col.kind == "images") if first is not None else None
     if col.kind == "companion":
@@ -298,8 +312,9 @@ def _column(
             ck.fail(f"column '{name}': {len(texts)} value(s) for {len(recs)} '{col.of}' image(s)")
             return None
         for text, rec in zip(texts, recs, strict=True):
-            ck.text_cell(name, text, _companion_rel(rec, col.extension), "strip_sha256")
-        return (texts[0], None, True) if texts else None
+            ck.text_cell(name, text, cell_companion(rec, col.extension), "strip_sha256")
+        first = next((t for t in texts if t is not None), None)
+        return (first, None, True) if first is not None else None
     got = value.as_py()
     if col.kind == "subject" and got != f"sub-{sub}":
         ck.fail(f"column '{name}' is {got!r}, expected 'sub-{sub}'")

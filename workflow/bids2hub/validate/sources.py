@@ -112,8 +112,9 @@ def scan_text(path: Path, rel: str) -> tuple[dict[str, Any], list[dict[str, Any]
     -------
     (dict, list)
         ``{"sha256", "size"[, "strip_sha256"]}`` and findings: a sidecar that is
-        not valid JSON is a failure (``check: integrity``, the shard writer
-        rejects it too), identifying keys are warnings (``check: identifying``).
+        not valid JSON is a hard failure (``check: sidecar``; the shard keeps the
+        image and holds null in its sidecar cell), identifying keys are warnings
+        (``check: identifying``).
     """
     data = path.read_bytes()
     entry: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
@@ -131,7 +132,9 @@ def scan_text(path: Path, rel: str) -> tuple[dict[str, Any], list[dict[str, Any]
         try:
             keys = identifying_keys(json.loads(data))
         except ValueError as exc:
-            found.append(finding("integrity", rel, f"{rel}: not valid JSON ({exc})"))
+            found.append(
+                finding("sidecar", rel, f"{rel}: not valid JSON ({exc}); its shard cell is null")
+            )
     elif rel.endswith(".tsv") and text is not None:
         keys = tsv_identifying_columns(text)
     if keys:
@@ -404,15 +407,14 @@ def check_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> di
         try:
             entry, found = scan_text(path, rec.path)
         except OSError as exc:
-            failures.append(
-                finding("integrity", rec.path, f"{rec.path}: cannot read ({exc.strerror})")
-            )
+            check = "sidecar" if rec.extension == ".json" else "integrity"
+            failures.append(finding(check, rec.path, f"{rec.path}: cannot read ({exc.strerror})"))
             continue
         files[rec.path] = entry
         checked["json"] += rec.extension == ".json"
         checked["tsv"] += rec.extension == ".tsv"
         for item in found:
-            (failures if item["check"] == "integrity" else warnings).append(item)
+            (warnings if item["check"] == "identifying" else failures).append(item)
     failures.extend(_check_plan(manifest, cmap, sub, ses))
     for rec in records:
         info = files.get(rec.path)
@@ -438,8 +440,10 @@ def check_session(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> di
 
 
 def _check_plan(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> list[dict[str, Any]]:
-    """What would stop the shard writer: no column plan, or a companion file missing."""
-    from bids2hub.shards.writer import plan_session
+    """What the shard writer cannot use: no column plan (blocking), or a companion
+    file missing or unreadable (``check: companion``: a hard failure, but the shard
+    is written with null in that cell)."""
+    from bids2hub.shards.writer import cell_companion, plan_session
 
     try:
         plan = plan_session(manifest, cmap, sub, ses)
@@ -450,11 +454,20 @@ def _check_plan(manifest: Manifest, cmap: ColumnMap, sub: str, ses: str) -> list
         if col.kind != "companion":
             continue
         for rec in plan.images.get(col.of, []):
-            rel = f"{rec.path[: -len(rec.extension)]}{col.extension}"
+            rel = cell_companion(rec, col.extension)
+            problem = None
             if not (manifest.root / rel).is_file():
-                out.append(
-                    finding("integrity", rel, f"{rel}: missing (needed for column '{col.name}')")
-                )
+                problem = "missing"
+            else:
+                try:
+                    (manifest.root / rel).read_text(encoding="utf-8")
+                except OSError as exc:
+                    problem = f"cannot read ({exc.strerror})"
+                except UnicodeDecodeError:
+                    problem = "not UTF-8 text"
+            if problem:
+                message = f"{rel}: {problem} (column '{col.name}' holds null for {rec.name})"
+                out.append(finding("companion", rel, message, column=col.name, image=rec.path))
     return out
 
 
