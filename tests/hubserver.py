@@ -68,6 +68,8 @@ class Faults:
     error_next: int = 0  # answer this many coming requests with error_status
     error_status: int = 503
     only_paths: str | None = None  # regex: limit rate_limit/error to matching request paths
+    # Another client's commit (path -> bytes) lands just before the next commit is applied.
+    foreign_commit_next: dict[str, bytes] | None = None
 
 
 @dataclass
@@ -771,7 +773,15 @@ class _Handler(BaseHTTPRequestHandler):
                 made = len(repo.history(head["id"])) - 1
                 if f.fail_commits_after is not None and made >= f.fail_commits_after:
                     raise _HttpError(f.fail_commit_status, "injected commit failure")
+                foreign, f.foreign_commit_next = f.foreign_commit_next, None
             self._rate_limit_commit(repo)
+            if foreign:
+                files = dict(head["files"])
+                for path, data in foreign.items():
+                    (repo.dir / "blobs" / git_blob_id(data)).write_bytes(data)
+                    files[path] = {"oid": git_blob_id(data), "size": len(data), "lfs": False}
+                repo.set_ref(rev, repo.write_commit(head["id"], "another client", files))
+                head = self._commit_for(repo, rev)
             if not lines or lines[0].get("key") != "header":
                 raise _HttpError(400, "the first line must be the commit header")
             header = lines[0]["value"]

@@ -334,3 +334,70 @@ def test_verify_remote_names_the_files_that_differ(hub_server, tmp_path: Path) -
         f"verification of {REPO}@main failed: 1 file(s) differ from the local ones and 0 "
         "should have been deleted (e.g. data/sub-1/sub-1_ses-1.parquet); rerun the push"
     )
+
+
+def test_a_commit_landing_from_elsewhere_stops_the_push_unverified(
+    hub_server, tmp_path: Path
+) -> None:
+    """Old behaviour: the push committed on top of the other one and wrote a receipt."""
+    hub = _folder(tmp_path, 4)
+    push_folder(hub, _options())
+    (hub / RECEIPT_NAME).unlink()
+    for i in range(4):
+        (hub / f"data/sub-{i}/sub-{i}_ses-1.parquet").write_bytes(b"PAR1 v2 %d PAR1" % i)
+    # between this push's head read and its second commit another client commits
+    hub_server.faults.foreign_commit_next = {"data/sub-9/sub-9_ses-1.parquet": b"PAR1 other"}
+    with pytest.raises(HubError) as err:
+        push_folder(hub, _options(max_files_per_commit=2))
+    msg = str(err.value)
+    assert "HTTP 412" in msg and "another push committed to user/arc-test@main" in msg
+    assert "\n" not in msg and "rerun" in msg
+    assert not (hub / RECEIPT_NAME).exists()  # nothing reported as verified
+    assert hub_server.commits(REPO)[0]["title"] == "another client"
+
+    # rerun: it builds on the new head, uploads what is missing, verifies
+    res = push_folder(hub, _options(max_files_per_commit=2))
+    assert res.receipt["complete"] and res.receipt["head"] == hub_server.commits(REPO)[0]["id"]
+    assert res.receipt["kept_remote"] == ["data/sub-9/sub-9_ses-1.parquet"]
+    for path, f in list_local(hub).items():
+        assert _sha(hub_server.files(REPO)[path]) == f.sha256
+
+
+def test_a_second_push_to_the_same_repository_stops_naming_the_first(
+    hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `bids2hub push` processes at once; old behaviour: both pushed, interleaved."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO as CHECKOUT
+    from tests.conftest import tool_env
+
+    monkeypatch.setenv("BIDS2HUB_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("PYTHONPATH", str(CHECKOUT / "workflow"))  # this checkout's package
+    hub = _folder(tmp_path, 2)
+    holder = subprocess.Popen(  # the first push, holding the repository's lock
+        [sys.executable, "-c", "import sys, time\n"
+         "from bids2hub.locks import push_lock\n"
+         f"with push_lock({REPO!r}):\n print('held', flush=True)\n sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=tool_env(),
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        from bids2hub.config import validate_config
+
+        hub_config = validate_config({"bids_dir": "bids", "hub": {"repo_id": REPO, "push": True}})
+        options = json.dumps(hub_config["hub"])
+        cmd = [sys.executable, "-m", "bids2hub", "push", "--hub-dir", str(hub),
+               "--options", options]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), timeout=120)
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert f"Hub dataset repository {REPO} is in use by pid {holder.pid} on host " in last
+        assert socket.gethostname() in last and "wait for it to finish" in last
+        assert hub_server._repo("dataset", REPO) is None  # nothing pushed, not even created
+    finally:
+        holder.communicate("", timeout=30)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((hub / RECEIPT_NAME).read_text())["complete"]

@@ -311,18 +311,20 @@ def _cmd_push(args: argparse.Namespace) -> int:
     import json
 
     from bids2hub.hub.push import PushOptions, RedactFilter, push_folder
+    from bids2hub.locks import push_lock
 
     # One line per HTTP request is noise; the signed upload URLs are not for logs.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactFilter())
     options = PushOptions.from_config(json.loads(args.options))
-    result = push_folder(
-        Path(args.hub_dir),
-        options,
-        receipt=Path(args.receipt) if args.receipt else None,
-        hash_cache=Path(args.hash_cache) if args.hash_cache else None,
-    )
+    with push_lock(options.repo_id):  # one push per repository at a time on this machine
+        result = push_folder(
+            Path(args.hub_dir),
+            options,
+            receipt=Path(args.receipt) if args.receipt else None,
+            hash_cache=Path(args.hash_cache) if args.hash_cache else None,
+        )
     print(
         f"{options.repo_id}@{options.revision}: {len(result.receipt['files'])} files verified, "
         f"{len(result.uploaded)} uploaded, {len(result.deleted)} deleted, "

@@ -23,6 +23,7 @@ from bids2hub.index.bidsname import natural_key
 from bids2hub.index.manifest import Manifest, load_index, shard_id
 from bids2hub.index.phenotype import participants_fields, read_participants
 from bids2hub.layout import DESCRIPTION, Layout
+from bids2hub.locks import lock_out_dir
 from bids2hub.shards.colmap import ColumnMap, generic_map, load_map, resolve_map_path
 
 
@@ -230,6 +231,7 @@ def prepare(
     *,
     config_dir: Path,
     refresh_index: bool = True,
+    lock: bool = False,
 ) -> WorkflowSetup:
     """Validate the config, load (or refresh) the index and list the shards.
 
@@ -241,10 +243,13 @@ def prepare(
         The repository's ``config/`` folder (dataset maps live there).
     refresh_index
         True in the main process; False in cluster jobs (reuse the cache).
+    lock
+        Hold ``{out_dir}/.lock`` until the process exits (the main Snakemake
+        process, before it writes anything; never cluster jobs).
 
     Raises
     ------
-    ConfigError, BidsError
+    ConfigError, BidsError, LockBusy
         With one line saying what is wrong.
     """
     config = validate_config(raw_config)
@@ -254,6 +259,8 @@ def prepare(
         Path(layout.index_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"out_dir '{out_dir}' cannot be created ({exc.strerror})") from None
+    if lock:
+        lock_out_dir(out_dir)
     bids_dir = Path(config["bids_dir"]).expanduser()
     map_path = resolve_map_path(config["dataset"], config_dir)
     manifest, rebuilt = load_index(

@@ -312,6 +312,11 @@ def _advice(f: _Failure, repo_id: str, revision: str) -> str:
             f"dataset repository {repo_id} or revision '{revision}' not found, or the token "
             f"from {source} cannot see it"
         )
+    if f.status == 412:
+        return (
+            f"another push committed to {repo_id}@{revision} while this one ran; rerun this "
+            "push when that one is done (it resumes and verifies)"
+        )
     if f.status == 429:
         return "rate limited by the Hub; rerun later (the push resumes where it stopped)"
     if f.status >= 500:
@@ -541,12 +546,16 @@ def commit_batch(
     number: tuple[int, int],
     sleep: Callable[[float], None] = time.sleep,
     progress: PushProgress | None = None,
+    parent: str | None = None,
 ) -> str | None:
     """Commit one batch (uploads and deletions); the new commit id, or None if nothing was due.
 
     A retried commit first re-lists the remote: a commit whose answer was lost may
-    have landed, and only what is still missing is committed again. The uploads
-    report the bytes they read to ``progress``.
+    have landed, and only what is still missing is committed again (when nothing
+    is, the lost commit is the head, which is returned). The uploads report the
+    bytes they read to ``progress``. With ``parent`` the Hub refuses the commit
+    (HTTP 412) once the branch has moved past it: another push committed
+    meanwhile, and this one stops instead of mixing the two.
 
     Raises
     ------
@@ -564,7 +573,7 @@ def commit_batch(
             pending = [f for f in batch if not same_content(f, now.get(f.path))]
             gone = [p for p in deletions if p in now]
         if not pending and not gone:
-            return None
+            return remote_head(api, options, sleep) if attempt > 1 else None
         ops: list[Any] = []
         for f in pending:
             op = counting_add(f.path, str(f.abs), progress)
@@ -580,6 +589,7 @@ def commit_batch(
             ),
             repo_type="dataset",
             revision=options.revision,
+            parent_commit=parent,
         )
         return info.oid
 
@@ -618,7 +628,7 @@ def commit_batches(
     n = len(plan.batches)
     for i, batch in enumerate(plan.batches, 1):
         deletions = plan.to_delete if i == n else []
-        oid = commit_batch(api, options, batch, deletions, (i, n), sleep, progress)
+        oid = commit_batch(api, options, batch, deletions, (i, n), sleep, progress, parent=current)
         if oid and oid != current:
             commits.append(oid)
             current = oid
@@ -663,6 +673,23 @@ def verify_remote(
             f"(e.g. {', '.join(bad[:3])}); rerun the push"
         )
     return remote
+
+
+def check_head(options: PushOptions, head: str, expected: str) -> None:
+    """Stop unverified when the branch is not where this push left it.
+
+    Raises
+    ------
+    HubError
+        Another push committed between this one's last commit (or its start)
+        and its verification: what was verified may already be mixed.
+    """
+    if head != expected:
+        raise HubError(
+            f"{options.repo_id}@{options.revision} moved to {head} while this push verified "
+            f"{expected}: another push committed meanwhile; rerun the push (it resumes and "
+            "verifies again)"
+        )
 
 
 def receipt_data(
@@ -755,9 +782,11 @@ def push_folder(
     progress = PushProgress(
         sum(f.size for f in plan.changed), len(plan.changed), interval_s=progress_interval_s
     )
+    start = remote_head(api, options, sleep)
     commits = commit_batches(api, plan, options, partial, previous, sleep, progress)
     remote = verify_remote(api, local, options)
     head = remote_head(api, options, sleep)
+    check_head(options, head, commits[-1] if commits else start)
     data = receipt_data(plan, remote, options, head=head, commits=[*previous, *commits])
     write_receipt(receipt, data)
     uploaded = [f.path for b in plan.batches for f in b]
