@@ -18,11 +18,13 @@ from bids2hub.cli import main
 from bids2hub.errors import ConfigError
 from bids2hub.paper.viewer import (
     MANIFEST,
+    ViewerCandidate,
     ViewerError,
     ViewerPlan,
     load_bundle,
+    pick_largest_lesion,
     render_viewer_html,
-    viewer_subject,
+    viewer_candidates,
 )
 
 from tests.conftest import REPO
@@ -161,21 +163,49 @@ def _plan(*subs: str, excluded: dict[str, str] | None = None) -> dict:
     return {"targets": {s: {"session": "1"} for s in subs}, "excluded": excluded or {}}
 
 
-def test_viewer_subject_choice() -> None:
+def test_viewer_candidates() -> None:
     on = {"paper": {"viewer": {"enabled": True, "subject": None}}}
-    assert viewer_subject(on, _plan("M10", "M9", "M2001")) == "M9"  # natural order
-    assert viewer_subject(on, _plan()) is None
+    assert viewer_candidates(on, _plan("M10", "M9", "M2001")) == ["M9", "M10", "M2001"]
+    assert viewer_candidates(on, _plan()) == []
     off = {"paper": {"viewer": {"enabled": False, "subject": "M10"}}}
-    assert viewer_subject(off, _plan("M10")) is None
+    assert viewer_candidates(off, _plan("M10")) == []
     no_paper = {"paper": {"enabled": False, "viewer": {"enabled": True, "subject": "M10"}}}
-    assert viewer_subject(no_paper, _plan("M10")) is None
+    assert viewer_candidates(no_paper, _plan("M10")) == []
     chosen = {"paper": {"viewer": {"enabled": True, "subject": "sub-M10"}}}
-    assert viewer_subject(chosen, _plan("M9", "M10")) == "M10"
+    assert viewer_candidates(chosen, _plan("M9", "M10")) == ["M10"]
     with pytest.raises(ConfigError) as exc:
-        viewer_subject(chosen, _plan("M9", excluded={"M10": "no usable DWI"}))
+        viewer_candidates(chosen, _plan("M9", excluded={"M10": "no usable DWI"}))
     assert str(exc.value) == (
         "config key 'paper.viewer.subject': sub-M10 has no lesion mask (no usable DWI)"
     )
+
+
+def test_default_subject_has_the_largest_predicted_lesion(volumes, tmp_path: Path) -> None:
+    """Old behaviour: the first segmented subject, even with an empty mask."""
+    dwi, small = volumes  # 12 voxels of 8 uL
+    empty = _nifti(tmp_path / "empty.nii.gz", np.zeros((8, 9, 7), np.uint8))
+    big = np.zeros((8, 9, 7), np.uint8)
+    big[1:5, 1:5, 1:4] = 1  # 48 voxels
+    large = _nifti(tmp_path / "large.nii.gz", big)
+    cands = [
+        ViewerCandidate("M1", "1", str(dwi), str(empty)),
+        ViewerCandidate("M2", "1", str(dwi), str(small)),
+        ViewerCandidate("M10", "2", str(dwi), str(large)),
+    ]
+    chosen, volume = pick_largest_lesion(cands)
+    assert chosen.subject == "M10" and volume == pytest.approx(48 * 0.008)
+    # ties (all empty) go to the first candidate: the same masks, the same page
+    blank = [ViewerCandidate(f"M{i}", "1", str(dwi), str(empty)) for i in (1, 2)]
+    assert pick_largest_lesion(blank)[0].subject == "M1"
+    empty.unlink()
+    with pytest.raises(ViewerError, match=r"empty\.nii\.gz: lesion mask not found"):
+        pick_largest_lesion(cands)
+
+    out = tmp_path / "viewer.html"
+    cands[0] = ViewerCandidate("M1", "1", str(dwi), str(small))
+    plan = json.dumps([c.__dict__ for c in cands])
+    assert main(["viewer", "--candidates", plan, "--output", str(out)]) == 0
+    assert "<title>sub-M10 ses-2: b~1000 trace with lesion mask</title>" in out.read_text()
 
 
 def test_plan_from_a_real_setup(arc_tree_ro: Path, tmp_path: Path) -> None:
@@ -185,14 +215,18 @@ def test_plan_from_a_real_setup(arc_tree_ro: Path, tmp_path: Path) -> None:
     cfg = {"bids_dir": str(arc_tree_ro), "out_dir": str(tmp_path / "out"), "dataset": "ds004884"}
     setup = prepare(cfg, config_dir=config_dir)
     targets = setup.segmentation["targets"]
-    first = sorted(targets)[0]  # ARC labels: natural order is plain order here
+    subs = sorted(targets)  # ARC labels: natural order is plain order here
     plan = ViewerPlan.from_setup(setup)
-    assert plan.subject == first and plan.session == targets[first]["session"]
+    assert [c.subject for c in plan.candidates] == subs
+    assert [c.session for c in plan.candidates] == [targets[s]["session"] for s in subs]
     assert plan.targets() == [str(tmp_path / "out" / "paper" / "viewer.html")]
     assert plan.inputs() == {
-        "dwi": str(setup.prepared_dir(first) / "dwi.nii.gz"),
-        "mask": setup.mask_path(first),
+        "dwi": [str(setup.prepared_dir(s) / "dwi.nii.gz") for s in subs],
+        "mask": [setup.mask_path(s) for s in subs],
     }
+    assert [ViewerCandidate(**c) for c in json.loads(plan.candidates_json())] == list(
+        plan.candidates
+    )
     off = prepare({**cfg, "paper": {"viewer": {"enabled": False}}}, config_dir=config_dir)
     plan = ViewerPlan.from_setup(off)
     assert plan.targets() == []

@@ -21,7 +21,7 @@ READY = "window.viewerReady === true || document.body.dataset.viewer === 'failed
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One Snakemake run asking for paper/viewer.html only (DWI preparation, one mask)."""
+    """One Snakemake run asking for paper/viewer.html only (DWI preparation, every mask)."""
     from bids2hub.demo.data import write_demo_dataset
 
     root = tmp_path_factory.mktemp("viewer")
@@ -43,11 +43,18 @@ def test_viewer_page_renders_the_lesion_from_disk_without_network(demo_run: Path
     out = demo_run / "out"
     page = out / "paper" / "viewer.html"
     text = page.read_text()
-    assert "<title>sub-M9001 ses-2148: b~1000 trace with lesion mask</title>" in text
+    # paper.viewer.subject unset: the subject whose predicted lesion is largest
+    volumes = {}
+    for mask in (out / "hub/derivatives/deepisles").rglob("*_desc-lesion_mask.nii.gz"):
+        img = nib.load(mask)
+        voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000
+        volumes[mask.name.split("_")[0]] = (np.asanyarray(img.dataobj) > 0).sum() * voxel_ml
+    assert len(volumes) > 1
+    largest = max(volumes, key=lambda sub: volumes[sub])
+    assert f"<title>{largest} ses-" in text
     assert (out / "benchmarks" / "render_viewer" / "render_viewer.tsv").is_file()
-    assert (
-        "viewer of sub-M9001" in (out / "logs" / "render_viewer" / "render_viewer.log").read_text()
-    )
+    log = (out / "logs" / "render_viewer" / "render_viewer.log").read_text()
+    assert f"viewer of {largest}" in log and f"{largest} has the largest predicted lesion" in log
 
     shot = demo_run / "viewer.png"
     result = render_page(page, shot, demo_run / "profile", size=(1280, 800), ready=READY)

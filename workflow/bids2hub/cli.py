@@ -556,13 +556,32 @@ def _add_validation_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_viewer(args: argparse.Namespace) -> int:
-    from bids2hub.paper.viewer import write_viewer
+    import json
 
+    from bids2hub.paper.viewer import ViewerCandidate, pick_largest_lesion, write_viewer
+
+    if args.candidates:
+        try:
+            cands = [ViewerCandidate(**c) for c in json.loads(args.candidates)]
+        except (ValueError, TypeError) as exc:
+            raise Bids2HubError(f"--candidates: not a list of viewer candidates ({exc})") from None
+        chosen, volume = pick_largest_lesion(cands)
+        log.info(
+            "sub-%s has the largest predicted lesion (%.3f mL) of %d segmented subject(s)",
+            chosen.subject,
+            volume,
+            len(cands),
+        )
+        dwi, mask, subject, session = chosen.dwi, chosen.mask, chosen.subject, chosen.session
+    elif args.dwi and args.mask and args.subject:
+        dwi, mask, subject, session = args.dwi, args.mask, args.subject, args.session
+    else:
+        raise Bids2HubError("viewer: give --candidates, or --dwi, --mask and --subject")
     size = write_viewer(
-        Path(args.dwi), Path(args.mask), Path(args.output),
-        subject=args.subject.removeprefix("sub-"), session=args.session.removeprefix("ses-"),
+        Path(dwi), Path(mask), Path(args.output),
+        subject=subject.removeprefix("sub-"), session=session.removeprefix("ses-"),
     )  # fmt: skip
-    log.info("viewer of sub-%s: %d bytes -> %s", args.subject, size, args.output)
+    log.info("viewer of sub-%s: %d bytes -> %s", subject.removeprefix("sub-"), size, args.output)
     return 0
 
 
@@ -570,9 +589,14 @@ def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "viewer", help="write the self-contained NiiVue page of a b~1000 trace and its mask"
     )
-    p.add_argument("--dwi", required=True, help="the b~1000 trace (NIfTI)")
-    p.add_argument("--mask", required=True, help="the lesion mask on the same grid (NIfTI)")
-    p.add_argument("--subject", required=True, help="subject label (for the title)")
+    p.add_argument(
+        "--candidates",
+        default="",
+        help="JSON list of {subject, session, dwi, mask}: show the largest predicted lesion",
+    )
+    p.add_argument("--dwi", default="", help="the b~1000 trace (NIfTI)")
+    p.add_argument("--mask", default="", help="the lesion mask on the same grid (NIfTI)")
+    p.add_argument("--subject", default="", help="subject label (for the title)")
     p.add_argument("--session", default="", help="session label (for the title)")
     p.add_argument("--output", required=True, help="the HTML page")
     p.set_defaults(func=_cmd_viewer)

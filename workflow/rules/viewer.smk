@@ -1,7 +1,8 @@
 # The NiiVue viewer page: one self-contained HTML file (paper/viewer.html) with a
 # subject's b~1000 trace and its lesion mask; the NiiVue bundle ships with the package
 # (data/vendor/, pinned in envs/niivue/), its sha256 recorded in data/niivue.json.
-# Which subject: VIEWER (bids2hub.paper.viewer.ViewerPlan, built in the Snakefile).
+# Which subjects: VIEWER (bids2hub.paper.viewer.ViewerPlan, built in the Snakefile);
+# the job shows the one with the largest predicted lesion.
 
 
 include: "viewer_common.smk"
@@ -22,9 +23,9 @@ rule render_viewer:
     conda:
         "../../envs/bids2hub.yaml"
     params:
-        subject=VIEWER.subject or "",
-        session=VIEWER.session,
+        # Every segmented subject (or paper.viewer.subject): the job shows the one
+        # with the largest predicted lesion, known only once the masks exist.
+        candidates=VIEWER.candidates_json(),
     shell:
-        "python -m bids2hub viewer --dwi {input.dwi:q} --mask {input.mask:q}"
-        " --subject {params.subject:q} --session={params.session:q}"
+        "python -m bids2hub viewer --candidates {params.candidates:q}"
         " --output {output.html:q} > {log:q} 2>&1"

@@ -5,7 +5,7 @@ from bids2hub.paper.viewer import MANIFEST as NIIVUE_MANIFEST
 
 
 def viewer_inputs(wildcards):
-    """The trace and the mask of the viewer's subject."""
+    """The traces and the masks of the viewer's candidate subjects."""
     try:
         return VIEWER.inputs()
     except Bids2HubError as exc:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +51,26 @@ class ViewerError(Bids2HubError):
 
 
 @dataclass(frozen=True)
+class ViewerCandidate:
+    """A subject the viewer may show: its session, b~1000 trace and predicted mask."""
+
+    subject: str
+    session: str
+    dwi: str
+    mask: str
+
+
+@dataclass(frozen=True)
 class ViewerPlan:
-    """Which subject the viewer shows and from which files (decided once per parse)."""
+    """Which subjects the viewer may show and from which files (decided once per parse).
+
+    With ``paper.viewer.subject`` set there is one candidate; otherwise every
+    segmented subject is one, and the job picks the one with the largest
+    predicted lesion (:func:`pick_largest_lesion`), which only the masks tell.
+    """
 
     output: Path
-    subject: str | None  # None: no viewer (disabled, or nothing segmented)
-    session: str = ""
-    dwi: str = ""
-    mask: str = ""
+    candidates: tuple[ViewerCandidate, ...] = ()  # natural order; empty: no viewer
     reason: str = ""  # why there is no viewer
 
     @classmethod
@@ -71,8 +83,8 @@ class ViewerPlan:
             ``paper.viewer.subject`` names a subject that has no lesion mask in this run.
         """
         output = Path(setup.layout.viewer)
-        sub = viewer_subject(setup.config, setup.segmentation)
-        if sub is None:
+        subs = viewer_candidates(setup.config, setup.segmentation)
+        if not subs:
             paper = setup.config["paper"]
             if not paper["enabled"]:
                 why = "paper.enabled is false"
@@ -80,34 +92,46 @@ class ViewerPlan:
                 why = "paper.viewer.enabled is false"
             else:
                 why = "no subject is segmented"
-            return cls(output, None, reason=why)
+            return cls(output, reason=why)
         return cls(
             output,
-            sub,
-            session=setup.segment_target(sub)["session"],
-            dwi=setup.layout.prepared_dwi(sub),
-            mask=setup.mask_path(sub),
+            tuple(
+                ViewerCandidate(
+                    sub,
+                    setup.segment_target(sub)["session"],
+                    setup.layout.prepared_dwi(sub),
+                    setup.mask_path(sub),
+                )
+                for sub in subs
+            ),
         )
 
     def targets(self) -> list[str]:
         """The page, or nothing when there is no viewer."""
-        return [str(self.output)] if self.subject else []
+        return [str(self.output)] if self.candidates else []
 
-    def inputs(self) -> dict[str, str]:
-        """The b~1000 trace and the mask.
+    def inputs(self) -> dict[str, list[str]]:
+        """The b~1000 traces and the masks of the candidates.
 
         Raises
         ------
         ViewerError
             Why there is no viewer (asked for while disabled or without masks).
         """
-        if not self.subject:
+        if not self.candidates:
             raise ViewerError(f"{self.output}: no viewer page in this run ({self.reason})")
-        return {"dwi": self.dwi, "mask": self.mask}
+        return {
+            "dwi": [c.dwi for c in self.candidates],
+            "mask": [c.mask for c in self.candidates],
+        }
+
+    def candidates_json(self) -> str:
+        """The candidates as the ``--candidates`` argument of ``bids2hub viewer``."""
+        return json.dumps([asdict(c) for c in self.candidates], sort_keys=True)
 
 
-def viewer_subject(config: dict[str, Any], segmentation: dict[str, Any]) -> str | None:
-    """The subject of the viewer page.
+def viewer_candidates(config: dict[str, Any], segmentation: dict[str, Any]) -> list[str]:
+    """The subjects the viewer page may show.
 
     Parameters
     ----------
@@ -119,10 +143,10 @@ def viewer_subject(config: dict[str, Any], segmentation: dict[str, Any]) -> str 
 
     Returns
     -------
-    str or None
-        ``paper.viewer.subject`` (without ``sub-``), else the first segmented subject in
-        natural order; None when the paper stage or the viewer is disabled or no subject
-        is segmented.
+    list of str
+        ``[paper.viewer.subject]`` (without ``sub-``), else every segmented subject
+        in natural order (the job shows the largest predicted lesion); empty when
+        the paper stage or the viewer is disabled or no subject is segmented.
 
     Raises
     ------
@@ -132,7 +156,7 @@ def viewer_subject(config: dict[str, Any], segmentation: dict[str, Any]) -> str 
     paper = with_defaults(config, "paper")
     options = paper["viewer"]
     if not (paper["enabled"] and options["enabled"]):
-        return None
+        return []
     targets = segmentation["targets"]
     wanted = options["subject"]
     if wanted:
@@ -142,10 +166,31 @@ def viewer_subject(config: dict[str, Any], segmentation: dict[str, Any]) -> str 
             raise ConfigError(
                 f"config key 'paper.viewer.subject': sub-{sub} has no lesion mask ({why})"
             )
-        return sub
-    if not targets:
-        return None
-    return sorted(targets, key=natural_key)[0]
+        return [sub]
+    return sorted(targets, key=natural_key)
+
+
+def pick_largest_lesion(candidates: list[ViewerCandidate]) -> tuple[ViewerCandidate, float]:
+    """The candidate whose predicted mask has the largest lesion, and its volume (mL).
+
+    Ties (e.g. every mask empty) go to the first candidate, so the choice is
+    deterministic for the same masks.
+
+    Raises
+    ------
+    ViewerError
+        No candidates, or a mask that cannot be read (naming it).
+    """
+    if not candidates:
+        raise ViewerError("no subject to show: the viewer needs at least one lesion mask")
+    best: tuple[ViewerCandidate, float] | None = None
+    for cand in candidates:
+        _vol, img = _read_volume(Path(cand.mask), "lesion mask")
+        volume = _lesion(img, Path(cand.mask))[1]
+        if best is None or volume > best[1]:
+            best = (cand, volume)
+    assert best is not None
+    return best
 
 
 # ------------------------------------------------------------------ the vendored bundle
