@@ -174,7 +174,7 @@ def test_demo_pushed_loads_back_and_reruns_upload_only_what_changed(
 
     # nothing changed: nothing to do; a forced push makes no commit either
     proc = run_snakemake(demo_project["root"], "--configfile", str(cfg))
-    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stderr[-5000:]
     run_snakemake(demo_project["root"], "--configfile", str(cfg), "--forcerun", "push_to_hub")
     assert len(hub_server.commits(REPO)) == n_commits
     log = (out / "logs/push_to_hub/push_to_hub.log").read_text()

@@ -22,7 +22,12 @@ SEGMENTATION = ("summarize_segmentation", "write_deepisles_description")
 
 
 def _mtimes(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    # out_dir/.lock is not an output: every run rewrites it with its own pid and host.
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).as_posix() != ".lock"
+    }
 
 
 def test_demo_masks_dice_exclusions_and_noop_rerun(tmp_path: Path) -> None:
