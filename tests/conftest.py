@@ -53,6 +53,28 @@ def write_nifti(path: Path, shape: tuple[int, ...] = (4, 4, 3), seed: int = 0) -
     return path
 
 
+def job_processes(job_ids: list[str]) -> dict[int, str]:
+    """pid -> command line of every process on this node that belongs to one of the jobs.
+
+    A job's processes inherit ``SLURM_JOB_ID`` in their environment, also
+    those re-parented after their parent died, which is how this finds
+    what process tracking may have lost.
+    """
+    wanted = {f"SLURM_JOB_ID={j}".encode() for j in job_ids}
+    found: dict[int, str] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = set((proc / "environ").read_bytes().split(b"\0"))
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or a kernel thread
+            continue
+        if env & wanted:
+            found[int(proc.name)] = cmd.strip()
+    return found
+
+
 @pytest.fixture(scope="session")
 def arc_subjects() -> list[str]:
     """ARC subjects used by the workflow tests: multi-run T1w (M2112), two T2w in one session (M2105),

@@ -10,7 +10,7 @@
 #   tests/slurm/cluster.sh status    exit 0 when the node is up and idle
 #
 # Must run as root (it writes /etc/slurm and starts system daemons).
-set -euo pipefail
+set -Eeuo pipefail  # -E: the ERR trap below also fires inside functions
 
 CLUSTER=bids2hub
 NODE=$(hostname -s)
@@ -38,13 +38,38 @@ trap 'rc=$?; log "failed in step \"$STEP\" (exit $rc at line $LINENO: $BASH_COMM
 # md5 of the config files that exist (none on a machine that never ran this).
 config_digest() {
     local f
-    for f in "$CONF_DIR"/slurm.conf "$CONF_DIR"/gres.conf; do
+    for f in "$CONF_DIR"/slurm.conf "$CONF_DIR"/gres.conf "$CONF_DIR"/cgroup.conf; do
         if [ -f "$f" ]; then cat "$f"; fi
     done | md5sum
 }
 
+# Process tracking: proctrack/cgroup puts every process of a job in its own
+# freezer cgroup, so scancel kills them all, also those whose parent died
+# (proctrack/linuxproc follows parent links and loses them: a job-side
+# Snakemake survived a scancel for 14-25 minutes that way). It needs a
+# writable cgroup v1 freezer hierarchy (or a cgroup v2 mount); without one
+# (some containers) the cluster falls back to linuxproc and says so.
+CGROUP_ROOT=${BIDS2HUB_SLURM_CGROUP_ROOT:-/sys/fs/cgroup}
+proctrack() {
+    local probe
+    if [ "$(stat -fc %T "$CGROUP_ROOT" 2>/dev/null)" = cgroup2fs ]; then
+        probe="$CGROUP_ROOT/bids2hub-probe-$$"
+    else
+        probe="$CGROUP_ROOT/freezer/bids2hub-probe-$$"
+    fi
+    if mkdir "$probe" 2>/dev/null; then
+        rmdir "$probe"
+        echo cgroup
+    else
+        echo linuxproc
+    fi
+}
+
 write_config() {
     mkdir -p "$CONF_DIR" "$LOG_DIR" "$SPOOL/slurmctld" "$SPOOL/slurmd" /run/munge
+    local track
+    track=$(proctrack)
+    [ "$track" = cgroup ] || log "no writable cgroup hierarchy under $CGROUP_ROOT: proctrack/linuxproc"
     # Two fake GPUs: slurmd only keeps GRES that point at existing devices.
     for i in 0 1; do
         [ -e "/dev/fakegpu$i" ] || mknod "/dev/fakegpu$i" c 1 3
@@ -61,7 +86,7 @@ SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
 SlurmdLogFile=$LOG_DIR/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/$track
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -80,6 +105,13 @@ JobAcctGatherType=jobacct_gather/none
 NodeName=$NODE NodeAddr=127.0.0.1 Boards=1 SocketsPerBoard=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=$NODE_MEM_MB Gres=gpu:fake:2 State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
+EOF
+    # Only process tracking: no core, memory or device constraints (TaskPlugin=task/none).
+    cat >"$CONF_DIR/cgroup.conf" <<EOF
+CgroupMountpoint=$CGROUP_ROOT
+ConstrainCores=no
+ConstrainRAMSpace=no
+ConstrainDevices=no
 EOF
     cat >"$CONF_DIR/gres.conf" <<EOF
 AutoDetect=off
@@ -103,6 +135,19 @@ EOF
 
 running() { pgrep -x "$1" >/dev/null 2>&1; }
 
+# Daemons start without the caller's open files: run as `flock LOCK cluster.sh
+# start`, a daemon would otherwise inherit the lock's descriptor and hold the
+# lock for as long as it runs, blocking every later test run. (In a subshell:
+# closes every descriptor above 2.)
+close_fds() {
+    local fd
+    for fd in /proc/self/fd/*; do
+        fd=${fd##*/}
+        if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+}
+daemon() { (close_fds; exec "$@"); }
+
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
     local deadline=$((SECONDS + $1)) what=$2
     shift 2
@@ -122,14 +167,14 @@ start_munge() {
     fi
     chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
     chmod 400 /etc/munge/munge.key
-    running munged || runuser -u munge -- /usr/sbin/munged
+    running munged || daemon runuser -u munge -- /usr/sbin/munged
     wait_for 10 munge bash -c 'munge -n | unmunge'
 }
 
 start_mariadb() {
     if ! running mariadbd && ! running mysqld; then
         mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
-        (mysqld_safe >/dev/null 2>&1 &)
+        (close_fds; mysqld_safe >/dev/null 2>&1 &)
     fi
     wait_for 30 mariadb mysqladmin ping
     mysql -u root <<EOF
@@ -143,15 +188,15 @@ EOF
 }
 
 start_slurm() {
-    running slurmdbd || slurmdbd
+    running slurmdbd || daemon slurmdbd
     wait_for 30 slurmdbd sacctmgr -n list cluster
     sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null 2>&1 || true
     if ! running slurmctld; then
         # A cold start: forget jobs and node states of an earlier cluster.
         rm -rf "${SPOOL:?}/slurmctld/"*
-        slurmctld -c
+        daemon slurmctld -c
     fi
-    running slurmd || slurmd
+    running slurmd || daemon slurmd
     wait_for 60 "the node to be idle" node_idle
 }
 
