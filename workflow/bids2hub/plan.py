@@ -413,6 +413,7 @@ def plan_workflow(
     *,
     config_dir: Path,
     refresh_index: bool = True,
+    lock: bool = False,
 ) -> Plans:
     """Validate the config and plan every stage (see :func:`prepare` for the arguments).
 
@@ -430,7 +431,7 @@ def plan_workflow(
     from bids2hub.segment.deepisles import image_path
     from bids2hub.validate.plan import ValidationPlan
 
-    setup = prepare(raw_config, config_dir=config_dir, refresh_index=refresh_index)
+    setup = prepare(raw_config, config_dir=config_dir, refresh_index=refresh_index, lock=lock)
     validation = ValidationPlan.from_setup(setup)
     hub = HubPlan.from_setup(setup, validation=validation)
     paper = PaperPlan.from_setup(setup, hub=hub, validation=validation)
