@@ -159,11 +159,11 @@ def baseline_put(url: str, token: str, hub: Path, files: dict[str, int], hashes:
 
 
 def push_cmd(hub: Path, repo: str, work: Path) -> list[str]:
-    options = {
-        "repo_id": repo,
-        "max_files_per_commit": 100,
-        "retry": {"max_attempts": 3, "backoff_s": 1},
-    }
+    sys.path.insert(0, str(ROOT / "workflow"))
+    from bids2hub.config import with_defaults
+
+    # the hub section as the workflow passes it: validated, every default filled in
+    options = with_defaults({"hub": {"push": True, "repo_id": repo}}, "hub")
     return [
         sys.executable, "-m", "bids2hub", "push", "--hub-dir", str(hub),
         "--options", json.dumps(options), "--receipt", str(work / f"{repo.split('/')[1]}.json"),
@@ -263,11 +263,15 @@ def main() -> int:
             sys.exit(f"push failed:\n{proc.stderr[-3000:]}")
         commits = check_receipt(work / "arc.json", hashes)
         r_push = total / MB / t_push
-        progress = [ln for ln in proc.stderr.splitlines() if "push: " in ln]
+        progress = [
+            m.group(1)
+            for ln in proc.stderr.splitlines()
+            if (m := re.search(r"push: (\S+ \w*B of .*)", ln))
+        ]
         print(f"our push: {t_push:.1f} s, {r_push:.0f} MB/s, {commits} commits; "
               f"ratio to the plain PUT: {r_push / r_base:.2f}x", flush=True)  # fmt: skip
         for ln in progress[:2] + progress[-1:]:
-            print(f"  progress line: {ln.split('push: ', 1)[1]}")
+            print(f"  progress line: {ln}")
         for limit in (128, 320):
             print(
                 f"commits against a {limit}/hour limit: {commits} commits = "

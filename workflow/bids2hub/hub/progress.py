@@ -65,11 +65,11 @@ class PushProgress:
     done_files: int = 0
     _streamed: int = 0  # bytes read by uploads of the current commit
     _start: float = field(default=0.0, init=False)
-    _last: float = field(default=float("-inf"), init=False)
+    _last: float = field(default=0.0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        self._start = self.clock()
+        self._start = self._last = self.clock()  # the first line after one interval
 
     def line(self) -> str:
         """The progress line: bytes, files, rate and ETA."""
