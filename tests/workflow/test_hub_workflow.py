@@ -223,10 +223,11 @@ def test_push_failures_resume_rate_limits_and_wrong_token(
     assert _remote_files(hub_server) == local
     receipt = json.loads((hub / ".push-receipt.json").read_text())
     assert receipt["complete"] and len(receipt["commits"]) == len(hub_server.commits(REPO)) - 1
-    lfs_local = [p for p in local if p.endswith((".parquet", ".gz"))]
+    # the files the server keeps with LFS (parquet, gzip, binary such as the PNG thumbnail)
+    lfs_local = [p for p, e in hub_server.commits(REPO)[0]["files"].items() if e["lfs"]]
     first_batch = set(hub_server.commits(REPO)[-2]["files"]) - {".gitattributes"}
     assert hub_server.count("PUT", "lfs-upload") - puts_before <= len(lfs_local) - len(
-        [p for p in first_batch if p.endswith((".parquet", ".gz"))]
+        [p for p in first_batch if p in lfs_local]
     )
 
     # 429 with Retry-After: the push waits and succeeds
