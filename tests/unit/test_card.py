@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 from bids2hub import __version__
 from bids2hub.hub.card import hub_license, load_card_inputs, render_card
+from bids2hub.segment.masks import read_generator
 from bids2hub.shards.colmap import load_map
 
 from tests.conftest import REPO as CHECKOUT
@@ -198,3 +200,20 @@ def test_card_refuses_a_report_of_another_shape(tmp_path: Path) -> None:
     assert str(err.value) == (
         f"{rep}: not a validation report of this layout (counts[0].found is missing)"
     )
+
+
+def test_threshold_masks_are_described_with_the_parameters_they_were_made_with(
+    tmp_path: Path,
+) -> None:
+    """The card quotes the masks' own GeneratedBy description, not a fixed threshold."""
+    from bids2hub.segment.run import description_json
+
+    inputs = _inputs(tmp_path, report=True, masks=True)
+    desc = tmp_path / "masks_description.json"
+    desc.write_text(
+        description_json("threshold", {"Name": "ARC"}, adc_threshold=550e-6, min_lesion_ml=0.5)
+    )
+    inputs = dataclasses.replace(inputs, masks=read_generator(desc))
+    card = render_card(inputs)
+    assert "CPU threshold segmenter of bids2hub (ADC below 550e-6 mm^2/s" in card
+    assert "smaller than 0.5 mL removed)" in card and "620e-6" not in card

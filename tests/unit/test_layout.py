@@ -206,12 +206,26 @@ def test_paths_of_a_run() -> None:
     assert str(checks.shard("M1", "sub-M1")) == "/o/validation/shards/sub-M1/sub-M1.json"
 
 
-def test_the_layout_module_imports_no_numpy_or_pyarrow() -> None:
+# What the Snakefile and the rules import at parse time, which every cluster job repeats
+# (bids2hub.segment.plan: check_skull_strip runs in every parse; paper.viewer: its MANIFEST).
+PARSE_TIME_MODULES = [
+    "bids2hub.layout",
+    "bids2hub.plan",
+    "bids2hub.preflight",
+    "bids2hub.segment.plan",
+    "bids2hub.segment.deepisles",
+    "bids2hub.paper.viewer",
+    "bids2hub.paper.provenance",
+]
+
+
+@pytest.mark.parametrize("module", PARSE_TIME_MODULES)
+def test_parse_time_modules_import_no_numpy_or_pyarrow(module: str) -> None:
     import subprocess
     import sys
 
     code = (
-        "import sys; import bids2hub.layout; "
+        f"import sys; import {module}; "
         "print(sorted(m for m in ('numpy', 'pyarrow', 'pandas') if m in sys.modules))"
     )
     out = subprocess.run(

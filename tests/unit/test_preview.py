@@ -136,6 +136,31 @@ def test_a_shard_that_is_not_parquet_is_one_clear_error(shards, tmp_path: Path) 
         build_preview_table([], cmap, tmp_path / "p.parquet", tmp_path / "t.png")
 
 
+def test_a_cell_that_does_not_decode_gets_no_thumbnail_and_a_warning(
+    shards, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tampered cell is the round-trip check's finding: the preview must not fail first."""
+    import pyarrow.parquet as pq
+
+    paths, cmap = shards
+    shard = next(p for p in paths if p.stem in MASKED)
+    table = pq.read_table(shard)
+    t1w = table.column("t1w").to_pylist()
+    assert t1w[0], "the fixture session has a T1w"
+    t1w[0][0]["bytes"] = b"\x1f\x8b" + b"\x00" * 64  # gzip magic, then nothing that inflates
+    broken = tmp_path / shard.name
+    idx = table.schema.get_field_index("t1w")
+    pq.write_table(table.set_column(idx, table.schema.field(idx), [t1w]), broken)
+
+    row = write_session_preview(broken, cmap, tmp_path / "part.parquet", height=64)
+    assert row["t1w"] is None
+    assert row["mask_overlay"] is True
+    others = [c.name for c in thumbnail_columns(cmap) if c.name != "t1w" and row[c.name]]
+    assert others, "the other modalities keep their thumbnails"
+    err = capsys.readouterr().err
+    assert f"{broken}: " in err and "cannot read the image for its thumbnail" in err
+
+
 def test_a_thumbnail_renders_in_chromium(shards, tmp_path: Path) -> None:
     import datasets
 

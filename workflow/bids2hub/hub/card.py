@@ -253,10 +253,10 @@ def _citation_section(inp: CardInputs) -> list[str]:
         if inp.masks.backend == "deepisles":
             lines.append(f"- {DEEPISLES_CITATION} {DEEPISLES_URL}")
         else:
+            how = f" ({inp.masks.description})" if inp.masks.description else ""
             lines.append(
-                "- computed by the CPU threshold segmenter of bids2hub (ADC below 620e-6 "
-                "mm^2/s inside the brain); a stand-in for DeepISLES on machines without a "
-                f"GPU. DeepISLES: {DEEPISLES_CITATION}"
+                f"- computed by the CPU threshold segmenter of bids2hub{how}; a stand-in for "
+                f"DeepISLES on machines without a GPU. DeepISLES: {DEEPISLES_CITATION}"
             )
     return [*lines, ""]
 

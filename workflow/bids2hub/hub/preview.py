@@ -28,6 +28,7 @@ import gzip
 import io
 import json
 import struct
+import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -327,7 +328,7 @@ def session_preview(
     for col in masks:
         cell = _first_cell(row[col.name])
         if cell is not None:
-            mask = load_volume(cell["bytes"], f"{shard}: {cell['path']}")
+            mask = _readable_volume(cell, shard)
             break
     out: dict[str, Any] = {}
     for col in cmap.columns:
@@ -339,10 +340,27 @@ def session_preview(
         if cell is None:
             out[col.name] = None
             continue
-        vol, affine = load_volume(cell["bytes"], f"{shard}: {cell['path']}")
-        png = encode_png(render_thumbnail(vol, affine, mask=mask, height=height))
+        volume = _readable_volume(cell, shard)
+        if volume is None:
+            out[col.name] = None
+            continue
+        png = encode_png(render_thumbnail(*volume, mask=mask, height=height))
         out[col.name] = {"bytes": png, "path": f"{stem}_{col.name}.png"}
     return out
+
+
+def _readable_volume(cell: dict[str, Any], shard: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cell's first volume, or None (with a warning) when its bytes do not decode.
+
+    A cell that does not decode is the round-trip check's finding (it fails the run at
+    the validation gate, which the push waits for); the preview shows no thumbnail for
+    it instead of failing first and hiding that report.
+    """
+    try:
+        return load_volume(cell["bytes"], f"{shard}: {cell['path']}")
+    except BidsError as exc:
+        print(f"warning: {exc}; no thumbnail", file=sys.stderr)
+        return None
 
 
 def _write_table(table: Any, dest: Path) -> None:

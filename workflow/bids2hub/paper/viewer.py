@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from markupsafe import Markup
 
 from bids2hub.config import with_defaults
@@ -280,6 +279,8 @@ def _read_volume(path: Path, what: str) -> tuple[Volume, Any]:
 
 def _lesion(img: Any, path: Path) -> tuple[int, float, list[float] | None]:
     """Voxel count, volume (mL) and centre (world mm) of a mask's non-zero voxels."""
+    import numpy as np  # here, not at the top: every job's parse imports this module
+
     try:
         arr = np.asanyarray(img.dataobj)
     except Exception as exc:

@@ -89,10 +89,13 @@ class Generator:
     backend: str
     container_uri: str | None
     image_digest: str | None
+    #: ``GeneratedBy[0].Description``: how the masks were made (the threshold backend's
+    #: parameters as they were set), empty when the description has none.
+    description: str = ""
 
 
 def read_generator(description: Path) -> Generator:
-    """Read ``GeneratedBy[0]`` of the masks' derivative dataset (interface 2)."""
+    """Read ``GeneratedBy[0]`` of the masks' derivative dataset (its dataset_description.json)."""
     try:
         desc = json.loads(Path(description).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -106,7 +109,14 @@ def read_generator(description: Path) -> Generator:
     uri = (gen.get("Container") or {}).get("URI")
     match = re.search(r"@(sha256:[0-9a-f]{64})", uri or "")
     backend = "deepisles" if name.lower() == "deepisles" else name.lower().removeprefix("bids2hub-")
-    return Generator(name, str(gen.get("Version") or ""), backend, uri, match and match.group(1))
+    return Generator(
+        name,
+        str(gen.get("Version") or ""),
+        backend,
+        uri,
+        match and match.group(1),
+        str(gen.get("Description") or ""),
+    )
 
 
 def mask_volume_ml(data: bytes, rel: str) -> float:

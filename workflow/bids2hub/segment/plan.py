@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bids2hub.config import schema_defaults
 from bids2hub.errors import BidsError, ConfigError, NiftiError
 from bids2hub.fsutil import write_if_changed
@@ -121,6 +119,8 @@ def find_shells(bvals: Sequence[float]) -> tuple[tuple[int, ...], list[Shell]]:
     -------
     (b0 volume indices, shells sorted by b)
     """
+    import numpy as np  # here: every job's parse imports this module (check_skull_strip)
+
     b0 = tuple(i for i, b in enumerate(bvals) if b <= B0_MAX)
     weighted = sorted((b, i) for i, b in enumerate(bvals) if b > B0_MAX)
     groups: list[list[tuple[float, int]]] = []
@@ -566,7 +566,7 @@ def plan_segmentation(
     allow_any_shell: bool = _SEGMENT["allow_any_shell"],
     expert_descs: Sequence[str] = ("lesion",),
 ) -> dict[str, Any]:
-    """Decide, per subject, what to segment (interface 1 of the workflow).
+    """Decide, per subject, what to segment (``index/segmentation.json``).
 
     Parameters
     ----------

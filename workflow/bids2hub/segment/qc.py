@@ -201,7 +201,7 @@ def summarize_qc(lines: Sequence[dict[str, str]]) -> dict[str, Any]:
 
 
 def qc_table(rows: Iterable[QcRow]) -> str:
-    """TSV text (interface 3), rows ordered by subject."""
+    """TSV text of ``qc/segmentation.tsv``, rows ordered by subject."""
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
     writer.writerow(COLUMNS)
