@@ -13,12 +13,15 @@ from bids2hub.errors import BidsError
 from bids2hub.index.manifest import build_manifest
 from bids2hub.paper import PHENOTYPE_DEFAULTS
 from bids2hub.paper.cohort import (
+    VOLUME_COLUMNS,
     Volume,
     cohort_markdown,
     cohort_rows,
     cohort_tsv,
     numeric_summary,
     parse_number,
+    read_volumes,
+    write_tsv,
 )
 from bids2hub.paper.provenance import git_commit, hash_outputs, listing_hash, scrub
 from bids2hub.paper.runtimes import collect
@@ -106,6 +109,28 @@ def test_cohort_rows_against_an_independent_computation() -> None:
     assert "age_at_stroke\t\tmean\t66.6667\t3" in text
     md = cohort_markdown(rows, dict(PHENOTYPE_DEFAULTS), "T")
     assert "| Subjects | 3 |" in md and "1 capped" in md and "| Race: n/a | 1 (33.3 %) |" in md
+
+
+def test_table_1_names_the_expert_mask_the_dice_is_against(tmp_path: Path) -> None:
+    """SOOP compares with desc-lesionAcute: Table 1 and lesion_volumes.tsv say so."""
+    vols = [
+        Volume("01", "1", "expert", 10.0, None, "a", "lesionAcute"),
+        Volume("01", "1", "predicted", 12.0, 0.8, "b", "lesionAcute"),
+        Volume("02", "1", "predicted", 0.0, 0.0, "c", "lesionAcute"),
+        Volume("03", "1", "predicted", 4.0, None, "d"),
+    ]
+    table, rows = _table(volumes=vols)
+    assert table[("dice_expert_desc", "lesionAcute", "count")].value == 2
+    assert table[("predicted_masks_empty", "", "count")].value == 1
+    md = cohort_markdown(rows, dict(PHENOTYPE_DEFAULTS), "T")
+    assert "| Dice, predicted vs expert (desc-lesionAcute): median [IQR] |" in md
+    tsv = tmp_path / "lesion_volumes.tsv"
+    write_tsv(tsv, VOLUME_COLUMNS, [v.cells() for v in vols])
+    assert read_volumes(tsv) == vols
+    _plain, plain_rows = _table(volumes=[Volume("01", "1", "predicted", 1.0, 0.5, "b")])
+    assert "| Dice, predicted vs expert: median" in cohort_markdown(
+        plain_rows, dict(PHENOTYPE_DEFAULTS), "T"
+    )
 
 
 def test_missing_phenotype_columns_give_na_rows_not_a_crash() -> None:

@@ -16,6 +16,7 @@ linear interpolation between order statistics (``statistics.quantiles``,
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import re
@@ -36,7 +37,15 @@ from bids2hub.validate.counts import KINDS, count_kind, count_names, found_count
 #: Columns of cohort.tsv (long format: one number per line).
 TSV_COLUMNS = ("variable", "level", "statistic", "value", "n")
 #: Columns of lesion_volumes.tsv.
-VOLUME_COLUMNS = ("subject_id", "session_id", "source", "volume_ml", "dice", "path")
+VOLUME_COLUMNS = (
+    "subject_id",
+    "session_id",
+    "source",
+    "volume_ml",
+    "dice",
+    "path",
+    "expert_desc",
+)
 
 _CAPPED = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*\+\s*$")
 
@@ -118,6 +127,9 @@ class Volume:
     volume_ml: float
     dice: float | None
     path: str
+    #: The expert mask's ``desc`` (an expert row), or the one the Dice was computed
+    #: against (a predicted row: SOOP's ``lesionAcute``, ARC's ``lesion``); empty without.
+    expert_desc: str = ""
 
     def cells(self) -> list[str]:
         return [
@@ -127,6 +139,7 @@ class Volume:
             f"{self.volume_ml:.3f}",
             "" if self.dice is None else f"{self.dice:.4f}",
             self.path,
+            self.expert_desc,
         ]
 
 
@@ -148,15 +161,16 @@ def measure_volumes(
     for rec in expert_masks(manifest, keys):
         img, data = read_image(manifest.absolute(rec), rec.path)
         volume = float((data > 0).sum()) * voxel_ml(img)
-        rows.append(Volume(rec.sub, rec.ses, "expert", volume, None, rec.path))
+        desc = rec.entity("desc")
+        rows.append(Volume(rec.sub, rec.ses, "expert", volume, None, rec.path, desc))
     if qc_tsv is not None:
         for line in read_tsv(qc_tsv):
             sub = line["subject_id"].removeprefix("sub-")
             ses = line["session_id"].removeprefix("ses-")
             dice = float(line["dice"]) if line.get("dice") else None
-            rows.append(
-                Volume(sub, ses, "predicted", float(line["volume_ml"]), dice, _mask_rel(sub, ses))
-            )
+            desc = (line.get("expert_desc") or "") if dice is not None else ""
+            volume = float(line["volume_ml"])
+            rows.append(Volume(sub, ses, "predicted", volume, dice, _mask_rel(sub, ses), desc))
     order = {"expert": 0, "predicted": 1}
     return sorted(rows, key=lambda r: (order[r.source], natural_key(r.subject), r.session))
 
@@ -196,6 +210,7 @@ def read_volumes(path: Path) -> list[Volume]:
             float(line["volume_ml"]),
             float(line["dice"]) if line["dice"] else None,
             line["path"],
+            line.get("expert_desc") or "",
         )
         for line in read_tsv(path)
     ]
@@ -244,8 +259,11 @@ def cohort_rows(
     for source in ("expert", "predicted"):
         vals = [v.volume_ml for v in volumes if v.source == source]
         rows += _stats(f"lesion_volume_{source}_ml", vals, ("median", "q1", "q3"))
-    dice = [v.dice for v in volumes if v.source == "predicted" and v.dice is not None]
-    rows += _stats("dice", dice, ("median", "q1", "q3"))
+    compared = [v for v in volumes if v.source == "predicted" and v.dice is not None]
+    rows += _stats("dice", [v.dice for v in compared], ("median", "q1", "q3"))
+    # Which expert mask the Dice is against (SOOP: desc-lesionAcute; ARC: desc-lesion).
+    for desc, n in sorted(collections.Counter(v.expert_desc for v in compared).items()):
+        rows.append(Row("dice_expert_desc", desc, "count", n))
     predicted = [v for v in volumes if v.source == "predicted"]
     if predicted:  # empty is a status, not always an error: say how many
         rows.append(Row("predicted_masks", "", "count", len(predicted)))
@@ -327,6 +345,12 @@ def _f(value: float | int | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _against(rows: Sequence[Row]) -> str:
+    """`` (desc-lesionAcute)``: the expert masks the Dice row compares with, if known."""
+    descs = [f"desc-{r.level}" for r in rows if r.variable == "dice_expert_desc" and r.level]
+    return f" ({', '.join(descs)})" if descs else ""
+
+
 def cohort_markdown(rows: Sequence[Row], phenotype: dict[str, str], title: str) -> str:
     """cohort.md: the human-readable Table 1 (from the same rows as cohort.tsv)."""
     by: dict[tuple[str, str, str], Row] = {(r.variable, r.level, r.statistic): r for r in rows}
@@ -379,7 +403,7 @@ def cohort_markdown(rows: Sequence[Row], phenotype: dict[str, str], title: str) 
     for variable, label, digits in (
         ("lesion_volume_expert_ml", "Lesion volume, expert (mL)", 1),
         ("lesion_volume_predicted_ml", "Lesion volume, predicted (mL)", 1),
-        ("dice", "Dice, predicted vs expert", 3),
+        ("dice", "Dice, predicted vs expert" + _against(rows), 3),
     ):
         row = get(variable, "median")
         n = row.n if row else 0
