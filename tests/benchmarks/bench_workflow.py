@@ -5,9 +5,10 @@ What is measured
 On an ARC-shaped tree (``--scales 1,11``: 230 subjects / 902 sessions, and 2,530 /
 9,922), each beside the same Snakemake command on a TRIVIAL workflow with the same
 jobs and the same DAG shape (generated here from our own plan: per-session
-``write_shard`` and ``check_session`` reading the session's files, a checkpoint over the
-session checks, per-session ``check_shard`` after it, per-subject ``prepare_dwi`` and
-``segment_lesion`` reading the chosen DWI files, the same aggregates; every rule has a
+``write_shard`` reading the session's files, per-subject ``check_sources`` reading the
+subject's files, a checkpoint over the source checks, per-subject ``check_shards`` (with
+the preview rows) after it, per-subject ``prepare_dwi``, ``segment_lesion`` and
+``plot_qc_overlay``, the main aggregates; every rule has a
 ``log:`` and a ``benchmark:``, the shell is ``touch``, the per-job data is a dict loaded
 from one JSON file). The ratio ours / trivial is our own overhead:
 
@@ -84,6 +85,7 @@ OUT = SPEC["out"]
 SESS = SPEC["sessions"]  # shard -> [sub, [session files]]
 SUBJ = SPEC["subjects"]  # sub -> {"dwi": [files], "mask": path}
 MASKS = [v["mask"] for v in SUBJ.values()]
+SUBS = list(dict.fromkeys(v[0] for v in SESS.values()))
 
 
 wildcard_constraints:
@@ -99,6 +101,8 @@ rule all:
         f"{OUT}/qc/segmentation.tsv",
         f"{OUT}/hub/README.md",
         f"{OUT}/validation/passed",
+        f"{OUT}/hub/preview/preview.parquet",
+        [f"{OUT}/paper/qc/sub-{sub}.png" for sub in SUBJ],
 
 
 def session_files(wildcards):
@@ -113,16 +117,20 @@ rule write_shard:
     shell: "touch {output:q} > {log:q} 2>&1"
 
 
-rule check_session:
-    input: session_files
-    output: f"{OUT}/validation/sessions/sub-{{sub}}/{{shard}}.json"
-    log: f"{OUT}/logs/check_session/sub-{{sub}}/{{shard}}.log"
-    benchmark: f"{OUT}/benchmarks/check_session/sub-{{sub}}/{{shard}}.tsv"
-    shell: "touch {output:q} > {log:q} 2>&1"
+def subject_files(wildcards):
+    return [f for v in SESS.values() if v[0] == wildcards.sub for f in v[1]]
+
+
+rule check_sources:
+    input: subject_files
+    output: directory(f"{OUT}/validation/sessions/sub-{{sub}}")
+    log: f"{OUT}/logs/check_sources/sub-{{sub}}.log"
+    benchmark: f"{OUT}/benchmarks/check_sources/sub-{{sub}}.tsv"
+    shell: "mkdir -p {output:q} > {log:q} 2>&1"
 
 
 checkpoint list_intact_sessions:
-    input: [f"{OUT}/validation/sessions/sub-{v[0]}/{k}.json" for k, v in SESS.items()]
+    input: [f"{OUT}/validation/sessions/sub-{sub}" for sub in SUBS]
     output: f"{OUT}/validation/intact-sessions.json"
     log: f"{OUT}/logs/list_intact_sessions/list_intact_sessions.log"
     benchmark: f"{OUT}/benchmarks/list_intact_sessions/list_intact_sessions.tsv"
@@ -130,19 +138,41 @@ checkpoint list_intact_sessions:
     shell: "touch {output:q} > {log:q} 2>&1"
 
 
-rule check_shard:
+rule check_shards:
     input:
-        shard=f"{OUT}/hub/data/sub-{{sub}}/{{shard}}.parquet",
-        session=f"{OUT}/validation/sessions/sub-{{sub}}/{{shard}}.json",
-    output: f"{OUT}/validation/shards/sub-{{sub}}/{{shard}}.json"
-    log: f"{OUT}/logs/check_shard/sub-{{sub}}/{{shard}}.log"
-    benchmark: f"{OUT}/benchmarks/check_shard/sub-{{sub}}/{{shard}}.tsv"
-    shell: "touch {output:q} > {log:q} 2>&1"
+        shards=lambda wildcards: [f"{OUT}/hub/data/sub-{v[0]}/{k}.parquet"
+                                  for k, v in SESS.items() if v[0] == wildcards.sub],
+        sessions=f"{OUT}/validation/sessions/sub-{{sub}}",
+    output:
+        checks=directory(f"{OUT}/validation/shards/sub-{{sub}}"),
+        preview=directory(f"{OUT}/work/preview/sub-{{sub}}"),
+    log: f"{OUT}/logs/check_shards/sub-{{sub}}.log"
+    benchmark: f"{OUT}/benchmarks/check_shards/sub-{{sub}}.tsv"
+    shell: "mkdir -p {output.checks:q} {output.preview:q} > {log:q} 2>&1"
 
 
 def round_trips(wildcards):
     checkpoints.list_intact_sessions.get()
-    return [f"{OUT}/validation/shards/sub-{v[0]}/{k}.json" for k, v in SESS.items()]
+    return [f"{OUT}/validation/shards/sub-{sub}" for sub in SUBS]
+
+
+rule build_preview_table:
+    input:
+        lambda wildcards: (checkpoints.list_intact_sessions.get(),
+                           [f"{OUT}/work/preview/sub-{sub}" for sub in SUBS])[1]
+    output: f"{OUT}/hub/preview/preview.parquet"
+    log: f"{OUT}/logs/build_preview_table/build_preview_table.log"
+    benchmark: f"{OUT}/benchmarks/build_preview_table/build_preview_table.tsv"
+    localrule: True
+    shell: "touch {output:q} > {log:q} 2>&1"
+
+
+rule plot_qc_overlay:
+    input: lambda wildcards: SUBJ[wildcards.sub]["mask"]
+    output: f"{OUT}/paper/qc/sub-{{sub}}.png"
+    log: f"{OUT}/logs/plot_qc_overlay/sub-{{sub}}.log"
+    benchmark: f"{OUT}/benchmarks/plot_qc_overlay/sub-{{sub}}.tsv"
+    shell: "touch {output:q} > {log:q} 2>&1"
 
 
 rule run_bids_validator:
@@ -155,7 +185,7 @@ rule run_bids_validator:
 
 rule write_validation_report:
     input:
-        sessions=[f"{OUT}/validation/sessions/sub-{v[0]}/{k}.json" for k, v in SESS.items()],
+        sessions=[f"{OUT}/validation/sessions/sub-{sub}" for sub in SUBS],
         shards=round_trips,
         validator=f"{OUT}/validation/bids-validator.json",
     output: f"{OUT}/validation/report.json"
@@ -441,19 +471,24 @@ def write_trivial_outputs(spec: dict[str, Any]) -> int:
             f"{out}/hub/data/sub-{sub}/{shard}.parquet",
             f"{out}/validation/sessions/sub-{sub}/{shard}.json",
         ]
-        stages[2].append(f"{out}/validation/shards/sub-{sub}/{shard}.json")
+        stages[2] += [
+            f"{out}/validation/shards/sub-{sub}/{shard}.json",
+            f"{out}/work/preview/sub-{sub}/{shard}.parquet",
+        ]
     for sub, target in spec["subjects"].items():
         stages[0] += [
             f"{out}/work/deepisles/sub-{sub}/dwi.nii.gz",
             f"{out}/work/deepisles/sub-{sub}/adc.nii.gz",
         ]
         stages[1].append(target["mask"])
+        stages[2].append(f"{out}/paper/qc/sub-{sub}.png")
     stages[0] += [
         f"{out}/validation/bids-validator.json",
         f"{out}/hub/derivatives/dataset_description.json",
     ]
     stages[1].append(f"{out}/validation/intact-sessions.json")
     stages[2] += [f"{out}/qc/segmentation.tsv", f"{out}/hub/masks/masks.parquet"]
+    stages[3].append(f"{out}/hub/preview/preview.parquet")
     stages[3].append(f"{out}/validation/report.json")
     stages[4].append(f"{out}/validation/passed")
     stages[5].append(f"{out}/hub/README.md")
@@ -463,6 +498,8 @@ def write_trivial_outputs(spec: dict[str, Any]) -> int:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).touch()
             os.utime(path, (now + 10 * i, now + 10 * i))
+            # the per-subject checks' outputs are their folders: date them with their files
+            os.utime(Path(path).parent, (now + 10 * i, now + 10 * i))
     return sum(len(p) for p in stages)
 
 

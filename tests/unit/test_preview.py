@@ -186,3 +186,42 @@ def test_a_thumbnail_renders_in_chromium(shards, tmp_path: Path) -> None:
     assert result.value is True  # decoded by the browser at its own size
     _w, _h, px = png_pixels(shot)
     assert any(p[0] > p[1] + 60 and p[0] > p[2] + 60 for p in px)  # the red lesion is drawn
+
+
+def test_the_read_back_writes_the_same_preview_row_from_its_one_pass(tmp_path: Path) -> None:
+    """check_subject_shards feeds the columns it reads to the preview: the rows it writes
+    are byte-identical to the preview read from the shard on its own, and the round-trip
+    results beside them are the checks' own."""
+    from bids2hub.validate.roundtrip import check_shard
+    from bids2hub.validate.sources import check_session, dumps
+    from bids2hub.validate.subject import ReadBack, check_subject_shards, check_subject_sources
+
+    from tests.synthetic import write_arc_like_tree
+
+    root = write_arc_like_tree(tmp_path / "bids", ["M2112"], shape=(12, 14, 10))
+    manifest, _ = load_index(root, tmp_path / "index" / "manifest.parquet")
+    cmap = load_map(REPO / "config" / "datasets" / "ds004884.yaml")
+    people = read_participants(root / "participants.tsv")
+    keys = [k for k in manifest.shard_keys() if k[0] == "M2112"]
+    assert len(keys) > 1  # a subject with several sessions, checked by one call each
+    sessions = [ses for _, ses in keys]
+    checks = [tmp_path / "sessions" / f"{ses}.json" for ses in sessions]
+    check_subject_sources(manifest, cmap, "M2112", sessions, checks)
+    items = []
+    for (sub, ses), check in zip(keys, checks, strict=True):
+        shard = tmp_path / "data" / f"sub-{sub}_ses-{ses}.parquet"
+        write_shard(manifest, cmap, sub, ses, people, shard)
+        items.append(ReadBack(ses, shard, check, tmp_path / "rt" / f"{ses}.json",
+                              tmp_path / "pv" / f"{ses}.parquet"))  # fmt: skip
+    results = check_subject_shards(manifest, cmap, "M2112", items, decode=False, height=64)
+    for item, result in zip(items, results, strict=True):
+        alone = tmp_path / "alone" / item.shard.name
+        row = write_session_preview(item.shard, cmap, alone, height=64)
+        assert item.preview.read_bytes() == alone.read_bytes()
+        assert row["mask_overlay"] == (item.shard.stem in MASKED)
+        session = check_session(manifest, cmap, "M2112", item.session)
+        assert item.session_check.read_text() == dumps(session)
+        expected = check_shard(item.shard, manifest, cmap, "M2112", item.session, session,
+                               decode=False)  # fmt: skip
+        assert result == expected and item.output.read_text() == dumps(expected)
+        assert not result["failures"]

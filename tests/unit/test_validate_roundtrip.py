@@ -108,7 +108,7 @@ def test_decode_is_optional(arc_tree_ro: Path, tmp_path: Path, decode: bool) -> 
 def test_cells_are_viewed_in_place_with_offsets_and_nulls(binary: str) -> None:
     """Cells are views of the column's buffer: a sliced chunk, null lists and null bytes."""
     import pyarrow as pa
-    from bids2hub.validate.roundtrip import _nifti_cells
+    from bids2hub.shards.cells import nifti_cells as _nifti_cells
 
     btype = getattr(pa, binary)()
     cell = pa.struct([("bytes", btype), ("path", pa.string())])

@@ -173,16 +173,19 @@ def test_profile_runs_the_demo_with_gpu_jobs_on_the_gpu_partition(
             assert row["partition"] == "gpu" and "gres/gpu=1" in row["tres"], row
         else:
             assert row["partition"] == "cpu" and "gres/gpu" not in row["tres"], (name, row)
-    # Per subject: one submission for its shards and DWI preparation, one for its
-    # session checks; the shard read-backs come after the validation checkpoint.
+    # Per subject: one submission for its shards and DWI preparation, one job checking
+    # its sessions' sources, one reading its shards back (after the validation
+    # checkpoint) and writing their preview rows.
     groups = sorted(n for n in submitted.values() if n.startswith("group_"))
-    shard_groups = [g for g in groups if g.startswith("group_shards-")]
-    assert [g.split("_")[1] for g in shard_groups] == [
+    assert [g.split("_")[1] for g in groups] == [
         "shards-M9001", "shards-M9002", "shards-M9004"
     ], submitted  # fmt: skip
-    assert ["prepare_dwi" in g for g in shard_groups] == [True, True, False]  # M9004: no DWI
-    assert all(g.startswith("group_checks-") for g in groups if g not in shard_groups)
-    assert len(groups) <= 9, submitted
+    assert ["prepare_dwi" in g for g in groups] == [True, True, False]  # M9004: no DWI
+    checks = sorted(n for n in submitted.values() if n.startswith("rule_check_"))
+    assert checks == ["rule_check_shards"] * 3 + ["rule_check_sources"] * 3, submitted
+    assert not (out / "work/preview").exists() or len(
+        list((out / "work/preview").rglob("*.parquet"))
+    ) == len(sessions)
     assert not {"rule_write_shard", "rule_prepare_dwi"} & set(submitted.values())
     # Localrules never reach SLURM: the image pull ran here, once.
     assert "rule_pull_deepisles_image" not in submitted.values()
@@ -256,7 +259,7 @@ def test_failed_subject_is_rerun_alone_after_the_fix(slurm_cluster: None, tmp_pa
     assert "\tfailed\t" not in status and "\tmissing\t" not in status
     m9002 = [line.split("\t") for line in status.splitlines() if line.startswith("sub-M9002")]
     assert sorted(f[2] for f in m9002) == sorted(
-        ["write_shard", "check_session", "check_shard", "prepare_dwi", "segment_lesion"]
+        ["write_shard", "check_sources", "check_shards", "prepare_dwi", "segment_lesion"]
     ) and {f[3] for f in m9002} == {"done"}
 
 

@@ -83,7 +83,8 @@ def test_demo_report_renders_in_a_browser_and_a_tampered_shard_fails(tmp_path: P
     dry = run_snakemake(tmp_path, "--configfile", str(cfg), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
-    # A shard cell altered after writing: only that shard is rechecked, and the run fails.
+    # A shard cell altered after writing: only its subject's shards are read back again
+    # (one job), no source is rechecked and no shard rewritten, and the run fails.
     shard = sorted((tmp_path / "out/hub/data").rglob("*.parquet"))[1]
     t1 = sorted(
         bids.glob(f"{shard.parent.name}/ses-{shard.stem.split('_ses-')[1]}/anat/*T1w.nii.gz")
@@ -97,8 +98,9 @@ def test_demo_report_renders_in_a_browser_and_a_tampered_shard_fails(tmp_path: P
     assert proc.returncode != 0
     html = out / "report.html"
     assert re.search(rf"validation failed: \d+ hard failure\(s\), see {re.escape(str(html))}", log)
-    assert len(re.findall(r"rule check_shard:", log)) == 1
-    assert "rule check_session:" not in log and "rule write_shard:" not in log
+    assert len(re.findall(r"rule check_shards:", log)) == 1
+    assert re.search(rf"rule check_shards:(?:(?!\nrule ).)*{shard.parent.name}", log, re.S)
+    assert "rule check_sources:" not in log and "rule write_shard:" not in log
     failed = _report(tmp_path)
     assert failed["status"] == "fail"
     rel = shard.relative_to(tmp_path / "out").as_posix()

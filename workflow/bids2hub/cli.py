@@ -341,18 +341,6 @@ def _cmd_dataset_files(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_preview_session(args: argparse.Namespace) -> int:
-    from bids2hub.hub.preview import write_session_preview
-    from bids2hub.shards.colmap import ColumnMap
-
-    cmap = ColumnMap.from_json(Path(args.columns).read_text(encoding="utf-8"))
-    row = write_session_preview(Path(args.shard), cmap, Path(args.output), height=args.height)
-    shown = sorted(k for k, v in row.items() if isinstance(v, dict))
-    overlay = " with the lesion mask" if row["mask_overlay"] else ""
-    print(f"{args.shard}: thumbnails of {', '.join(shown) or 'nothing'}{overlay} -> {args.output}")
-    return 0
-
-
 def _cmd_preview_table(args: argparse.Namespace) -> int:
     from bids2hub.hub.preview import build_preview_table
     from bids2hub.shards.colmap import ColumnMap
@@ -397,41 +385,50 @@ def _write_json(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def _cmd_check_session(args: argparse.Namespace) -> int:
-    from bids2hub.validate.sources import check_session, dumps
+def _cmd_check_sources(args: argparse.Namespace) -> int:
+    from bids2hub.validate.subject import check_subject_sources
 
     manifest, cmap = _load_inputs(args)
-    result = check_session(manifest, cmap, args.subject, args.session)
-    _write_json(Path(args.output), dumps(result))
-    log.info(
-        "%s: %s checked; %d failure(s), %d warning(s)",
-        result["shard"],
-        result["checked"],
-        len(result["failures"]),
-        len(result["warnings"]),
+    sessions = args.session or [""]
+    results = check_subject_sources(
+        manifest, cmap, args.subject, sessions, [Path(p) for p in args.output]
     )
+    for result in results:
+        log.info(
+            "%s: %s checked; %d failure(s), %d warning(s)",
+            result["shard"],
+            result["checked"],
+            len(result["failures"]),
+            len(result["warnings"]),
+        )
     return 0
 
 
-def _cmd_check_shard(args: argparse.Namespace) -> int:
-    import json
-
-    from bids2hub.validate.roundtrip import check_shard
-    from bids2hub.validate.sources import dumps
+def _cmd_check_shards(args: argparse.Namespace) -> int:
+    from bids2hub.validate.subject import ReadBack, check_subject_shards
 
     manifest, cmap = _load_inputs(args)
-    session = json.loads(Path(args.session_check).read_text(encoding="utf-8"))
-    result = check_shard(
-        Path(args.shard),
-        manifest,
-        cmap,
-        args.subject,
-        args.session,
-        session,
-        decode=not args.no_decode,
+    n = len(args.shard)
+    sessions = args.session or [""] * n
+    previews = args.preview or [None] * n
+    lists = {"--session": sessions, "--session-check": args.session_check,
+             "--output": args.output, "--preview": previews}  # fmt: skip
+    for flag, values in lists.items():
+        if len(values) != n:
+            raise SystemExit(f"check-shards: {n} --shard but {len(values)} {flag}")
+    items = [
+        ReadBack(ses, Path(shard), Path(check), Path(out), Path(pre) if pre else None)
+        for ses, shard, check, out, pre in zip(
+            sessions, args.shard, args.session_check, args.output, previews, strict=True
+        )
+    ]
+    results = check_subject_shards(
+        manifest, cmap, args.subject, items, decode=not args.no_decode, height=args.height
     )
-    _write_json(Path(args.output), dumps(result))
-    log.info("%s: %s; %d failure(s)", result["shard"], result["checked"], len(result["failures"]))
+    for result in results:
+        log.info(
+            "%s: %s; %d failure(s)", result["shard"], result["checked"], len(result["failures"])
+        )
     return 0
 
 
@@ -510,18 +507,41 @@ def _add_validation_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--subject", required=True, help="subject label without 'sub-'")
             p.add_argument("--session", default="", help="session label without 'ses-'")
 
-    p = sub.add_parser("check-session", help="check the source files of one session")
-    common(p)
-    p.add_argument("--output", required=True, help="result JSON")
-    p.set_defaults(func=_cmd_check_session)
+    p = sub.add_parser("check-sources", help="check the source files of a subject's sessions")
+    common(p, session=False)
+    p.add_argument("--subject", required=True, help="subject label without 'sub-'")
+    p.add_argument(
+        "--session",
+        action="append",
+        default=[],
+        help="a session label without 'ses-' (repeat, in the order of --output)",
+    )
+    p.add_argument("--output", action="append", required=True,
+                   help="a session's result JSON (repeat: one per session)")  # fmt: skip
+    p.set_defaults(func=_cmd_check_sources)
 
-    p = sub.add_parser("check-shard", help="read one shard back and compare it with its sources")
-    common(p)
-    p.add_argument("--shard", required=True, help="the parquet shard")
-    p.add_argument("--session-check", required=True, help="the session's check-session JSON")
+    p = sub.add_parser("check-shards", help="read a subject's shards back (and their previews)")
+    common(p, session=False)
+    p.add_argument("--subject", required=True, help="subject label without 'sub-'")
+    each = "(repeat: one per --shard, in the same order)"
+    p.add_argument("--session", action="append", default=[], help=f"session label {each}")
+    p.add_argument("--shard", action="append", required=True, help="a parquet shard (repeat)")
+    p.add_argument(
+        "--session-check",
+        action="append",
+        required=True,
+        help=f"the session's check-sources JSON {each}",
+    )
+    p.add_argument("--output", action="append", required=True, help=f"result JSON {each}")
+    p.add_argument(
+        "--preview",
+        action="append",
+        default=[],
+        help=f"the session's preview row (parquet) {each}; none: no preview",
+    )
+    p.add_argument("--height", type=int, default=None, help="preview pixels per slice")
     p.add_argument("--no-decode", action="store_true", help="do not decode cells with datasets")
-    p.add_argument("--output", required=True, help="result JSON")
-    p.set_defaults(func=_cmd_check_shard)
+    p.set_defaults(func=_cmd_check_shards)  # fmt: skip
 
     p = sub.add_parser("bids-validator", help="run the official BIDS validator on a dataset")
     p.add_argument("--bids-dir", required=True)
@@ -664,13 +684,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", nargs="+", required=True, help="files of the BIDS root")
     p.add_argument("--outputs", nargs="+", required=True, help="their copies, in the same order")
     p.set_defaults(func=_cmd_dataset_files)
-
-    p = sub.add_parser("preview-session", help="PNG thumbnails of one shard (a preview row)")
-    p.add_argument("--shard", required=True)
-    p.add_argument("--columns", required=True, help="the resolved column map (columns.json)")
-    p.add_argument("--height", type=int, default=128, help="pixels per slice (default 128)")
-    p.add_argument("--output", required=True)
-    p.set_defaults(func=_cmd_preview_session)
 
     p = sub.add_parser("preview-table", help="the preview table (hub/preview/preview.parquet)")
     p.add_argument("--columns", required=True)

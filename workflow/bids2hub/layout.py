@@ -207,9 +207,13 @@ class Layout:
         """The thumbnail the card shows."""
         return self._at(HUB, PREVIEW_THUMBNAIL.as_posix())
 
+    def preview_dir(self, sub: str) -> str:
+        """One subject's preview rows (written by its read-back job)."""
+        return f"{self._root}{WORK}/{PREVIEW_TABLE.parent.as_posix()}/sub-{sub}"
+
     def preview_part(self, sub: str, shard: str) -> str:
         """One session's preview row (the preview table's part)."""
-        return f"{self._root}{WORK}/{PREVIEW_TABLE.parent.as_posix()}/sub-{sub}/{shard}.parquet"
+        return f"{self.preview_dir(sub)}/{shard}.parquet"
 
     @property
     def card(self) -> str:
@@ -228,13 +232,21 @@ class Layout:
         """``validation/``."""
         return self._at(VALIDATION)
 
+    def session_checks_dir(self, sub: str) -> str:
+        """One subject's source checks (one job per subject writes the folder)."""
+        return f"{self._root}{VALIDATION}/sessions/sub-{sub}"
+
     def session_check(self, sub: str, shard: str) -> str:
         """The source check of one session."""
-        return f"{self._root}{VALIDATION}/sessions/sub-{sub}/{shard}.json"
+        return f"{self.session_checks_dir(sub)}/{shard}.json"
+
+    def shard_checks_dir(self, sub: str) -> str:
+        """One subject's read-back checks (one job per subject writes the folder)."""
+        return f"{self._root}{VALIDATION}/shards/sub-{sub}"
 
     def shard_check(self, sub: str, shard: str) -> str:
         """The read-back check of one shard."""
-        return f"{self._root}{VALIDATION}/shards/sub-{sub}/{shard}.json"
+        return f"{self.shard_checks_dir(sub)}/{shard}.json"
 
     @property
     def bids_validator(self) -> str:

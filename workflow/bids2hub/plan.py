@@ -103,6 +103,32 @@ class WorkflowSetup:
             h.update(f"{r.path}\0{r.size}\0{r.mtime_ns}\n".encode())
         return h.hexdigest()
 
+    @functools.cached_property
+    def _subject_shards(self) -> dict[str, list[str]]:
+        by_subject: dict[str, list[str]] = {}
+        for shard, (sub, _ses) in self.shards.items():
+            by_subject.setdefault(sub, []).append(shard)
+        return by_subject
+
+    def subjects_in_run(self) -> list[str]:
+        """The subjects with at least one shard, in shard order."""
+        return list(self._subject_shards)
+
+    def subject_shards(self, sub: str) -> list[str]:
+        """The shards of one subject's sessions, in session order (empty: not in the run)."""
+        return self._subject_shards.get(sub, [])
+
+    def subject_inputs(self, sub: str) -> list[str]:
+        """Source files of every session of one subject (the per-subject checks' inputs)."""
+        return [f for shard in self.subject_shards(sub) for f in self.session_inputs(shard)]
+
+    def subject_fingerprint(self, sub: str) -> str:
+        """:meth:`session_fingerprint` of each of the subject's sessions, in one digest."""
+        h = hashlib.sha256()
+        for shard in self.subject_shards(sub):
+            h.update(f"{shard}\0{self.session_fingerprint(shard)}\n".encode())
+        return h.hexdigest()
+
     def participant_row(self, shard: str) -> str:
         """The subject's participants.tsv row as canonical JSON (a rule parameter).
 

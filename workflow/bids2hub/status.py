@@ -143,11 +143,17 @@ def _incomplete_marker(workdir: Path, path: str) -> Path:
 
 def output_state(path: str, workdir: Path, failures: Mapping[str, Failure]) -> str:
     """State of one output: done, incomplete (a job died writing it), failed or missing."""
-    if _incomplete_marker(workdir, path).exists():
+    if any(_incomplete_marker(workdir, p).exists() for p in (path, str(Path(path).parent))):
         return INCOMPLETE
     if Path(path).exists():
         return DONE
-    return FAILED if path in failures else MISSING
+    return FAILED if _failure(path, failures) else MISSING
+
+
+def _failure(path: str, failures: Mapping[str, Failure]) -> Failure | None:
+    """The failure of the job that writes ``path``: its own, or its folder's (a per-subject
+    job writes each session's file into one output folder)."""
+    return failures.get(path) or failures.get(str(Path(path).parent))
 
 
 def stage_outputs(setup: Any) -> tuple[list[str], list[tuple[str, str, dict[str, str]]]]:
@@ -158,7 +164,7 @@ def stage_outputs(setup: Any) -> tuple[list[str], list[tuple[str, str, dict[str,
     setup
         A :class:`bids2hub.plan.WorkflowSetup`.
     """
-    stages = ["write_shard", "check_session", "check_shard"]
+    stages = ["write_shard", "check_sources", "check_shards"]
     targets = setup.segmentation["targets"]
     if targets:
         stages += ["prepare_dwi", "segment_lesion"]
@@ -166,8 +172,9 @@ def stage_outputs(setup: Any) -> tuple[list[str], list[tuple[str, str, dict[str,
     for shard, (sub, ses) in setup.shards.items():
         outputs = {
             "write_shard": setup.shard_path(shard),
-            "check_session": str(setup.check_path(shard)),
-            "check_shard": str(setup.round_trip_path(shard)),
+            # per-subject jobs, each session's own result file in the subject's folder
+            "check_sources": str(setup.check_path(shard)),
+            "check_shards": str(setup.round_trip_path(shard)),
         }
         target = targets.get(sub)
         if target is not None and (target.get("session") or "") == ses:
@@ -192,8 +199,9 @@ def collect_status(setup: Any, workdir: Path) -> StatusReport:
                 continue
             state = output_state(path, workdir, failures)
             row.states[stage] = state
-            if state == FAILED and failures[path].log:
-                row.logs[stage] = failures[path].log or ""
+            failure = _failure(path, failures)
+            if state == FAILED and failure is not None and failure.log:
+                row.logs[stage] = failure.log
         rows.append(row)
     return StatusReport(stages, rows, dict(setup.segmentation["excluded"]), log_file)
 

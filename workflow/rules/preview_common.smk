@@ -1,7 +1,5 @@
-# Helpers of rules/preview.smk: the paths of the sessions' preview rows, as an input
-# function (whether the stage runs: HUB.preview, bids2hub.hub.publish.HubPlan).
+# Helpers of rules/preview.smk: the preview rows are written by the read-back jobs
+# (check_shards, rules/validate.smk); their input functions are in validate_common.smk.
 
 
-def preview_parts(wildcards):
-    """Every session's preview row, in shard order."""
-    return [L.preview_part(sub, shard) for shard, (sub, _ses) in SETUP.shards.items()]
+include: "validate_common.smk"

@@ -1,58 +1,57 @@
-# Validation report: per-session source checks, per-shard round-trip, the BIDS
-# validator once, then validation/report.{json,html} and a target that fails
-# the run (after the report is written) when a hard check failed.
+# Validation report: per subject, its sessions' source checks and its shards' round-trip
+# (which writes the preview rows from the same pass); the BIDS validator once; then
+# validation/report.{json,html} and a target that fails the run (after the report is
+# written) when a hard check failed.
 
 
 include: "common.smk"
 include: "validate_common.smk"
 
 
-rule check_session:
+rule check_sources:
     input:
-        unpack(shard_sources),
+        unpack(subject_sources),
     output:
-        L.session_check("{sub}", "{shard}"),
+        directory(L.session_checks_dir("{sub}")),
     log:
-        L.log("check_session", "sub-{sub}/{shard}"),
+        L.log("check_sources", "sub-{sub}"),
     benchmark:
-        L.benchmark("check_session", "sub-{sub}/{shard}")
+        L.benchmark("check_sources", "sub-{sub}")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
         mem_mb=lambda wildcards, attempt: 500 * attempt,
     params:
         manifest=L.manifest,
-        session=shard_session,
-        fingerprint=shard_fingerprint,
+        sessions=source_check_args,
+        fingerprint=subject_fingerprint,
     shell:
-        "python -m bids2hub check-session --manifest {params.manifest:q}"
-        " --columns {input.columns:q} --subject {wildcards.sub}"
-        " --session={params.session:q} --output {output:q} > {log:q} 2>&1"
+        "python -m bids2hub check-sources --manifest {params.manifest:q}"
+        " --columns {input.columns:q} --subject {wildcards.sub} {params.sessions}"
+        " > {log:q} 2>&1"
 
 
-rule check_shard:
+rule check_shards:
     input:
-        shard=L.shard("{sub}", "{shard}"),
-        session=L.session_check("{sub}", "{shard}"),
-        columns=L.columns,
+        unpack(read_back_sources),
     output:
-        L.shard_check("{sub}", "{shard}"),
+        **read_back_outputs(),
     log:
-        L.log("check_shard", "sub-{sub}/{shard}"),
+        L.log("check_shards", "sub-{sub}"),
     benchmark:
-        L.benchmark("check_shard", "sub-{sub}/{shard}")
+        L.benchmark("check_shards", "sub-{sub}")
     conda:
         "../../envs/bids2hub.yaml"
     resources:
         mem_mb=shard_check_mem_mb,
     params:
         manifest=L.manifest,
-        session=shard_session,
+        shards=read_back_args,
+        height=SETUP.config["preview"]["height"],
     shell:
-        "python -m bids2hub check-shard --manifest {params.manifest:q}"
-        " --columns {input.columns:q} --subject {wildcards.sub}"
-        " --session={params.session:q} --shard {input.shard:q}"
-        " --session-check {input.session:q} --output {output:q} > {log:q} 2>&1"
+        "python -m bids2hub check-shards --manifest {params.manifest:q}"
+        " --columns {input.columns:q} --subject {wildcards.sub} {params.shards}"
+        " --height {params.height} > {log:q} 2>&1"
 
 
 rule run_bids_validator:

@@ -15,8 +15,9 @@ Everything is deterministic: the PNGs are encoded here (zlib level 9, filter 0, 
 metadata chunks) and the parquet files written with fixed options, so the same
 shard gives the same bytes.
 
-Stages (rules/preview.smk): :func:`write_session_preview` per session (reads only
-the shard, so only changed sessions are redone) into ``work/preview/``, then
+Stages: the read-back job of each subject (``check_shards``, rules/validate.smk) feeds
+the columns it reads to a :class:`SessionPreview` per session and writes its row into
+``work/preview/sub-X/`` (no second read of the shard); then (rules/preview.smk)
 :func:`build_preview_table` concatenates the rows into
 ``hub/preview/preview.parquet`` and writes ``hub/preview/thumbnail.png``, the
 thumbnail the dataset card shows.
@@ -41,6 +42,7 @@ from bids2hub.fsutil import atomic_path
 from bids2hub.layout import PREVIEW_TABLE as TABLE
 from bids2hub.layout import PREVIEW_THUMBNAIL as THUMBNAIL
 from bids2hub.layout import RELATIVE
+from bids2hub.shards.cells import Cell, first_cell
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap
 
 #: Height of each slice in the thumbnails, pixels.
@@ -297,70 +299,104 @@ def render_thumbnail(
 # --- one session --------------------------------------------------------------------------------
 
 
-def _first_cell(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, list):
-        value = next((v for v in value if v is not None), None)
-    return value if isinstance(value, dict) and value.get("bytes") is not None else None
+class SessionPreview:
+    """Builds one session's preview row from the shard's columns as a reader passes them.
+
+    The read-back check (:func:`bids2hub.validate.roundtrip.check_shard`) reads every
+    column of the shard once, memory-mapped; it hands each one to :meth:`visit`, which
+    keeps the ids and phenotype and decodes the first volume of each image column's
+    first run, so the preview costs no second read of the shard. :meth:`row` renders
+    the thumbnails (the mask, when there is one, is known by then).
+
+    Parameters
+    ----------
+    shard
+        The shard (named in warnings and in the thumbnails' paths).
+    cmap
+        Its column map.
+    height
+        Pixels per slice.
+    """
+
+    def __init__(self, shard: Path, cmap: ColumnMap, *, height: int = DEFAULT_HEIGHT) -> None:
+        self.shard = Path(shard)
+        self.cmap = cmap
+        self.height = height
+        self._thumbs = thumbnail_columns(cmap)
+        self._images = {c.name: c for c in cmap.image_columns()}
+        self._values = {
+            c.name for c in cmap.columns if c.kind in ("subject", "session", "phenotype")
+        }
+        self._masks = [c.name for c in cmap.image_columns() if is_mask_column(c)]
+        self._wanted = {c.name for c in self._thumbs} | set(self._masks) | self._values
+        self.values: dict[str, Any] = {}
+        self.volumes: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    @property
+    def columns(self) -> list[str]:
+        """The shard columns the preview reads, in column-map order."""
+        return [c.name for c in self.cmap.columns if c.name in self._wanted]
+
+    def visit(self, name: str, column: Any) -> None:
+        """Take what the preview needs of one column (a one-row ``pyarrow`` column)."""
+        if name not in self._wanted:
+            return
+        if name in self._values:
+            self.values[name] = column[0].as_py()
+            return
+        cell = first_cell(column, self._images[name].kind == "images")
+        self.volumes[name] = None if cell is None else self._volume(cell)
+
+    def _volume(self, cell: Cell) -> tuple[np.ndarray, np.ndarray] | None:
+        """The cell's first volume, or None (with a warning) when its bytes do not decode.
+
+        A cell that does not decode is the round-trip check's finding (it fails the run
+        at the validation gate, which the push waits for); the preview shows no
+        thumbnail for it instead of failing first and hiding that report.
+        """
+        data, path = cell
+        try:
+            return load_volume(data, f"{self.shard}: {path}")  # type: ignore[arg-type]
+        except BidsError as exc:
+            print(f"warning: {exc}; no thumbnail", file=sys.stderr)
+            return None
+
+    def row(self) -> dict[str, Any]:
+        """The preview row: ids, phenotype, ``mask_overlay`` and a PNG per image column."""
+        mask = next((self.volumes[m] for m in self._masks if self.volumes.get(m)), None)
+        out = {name: self.values.get(name) for name in self.columns if name in self._values}
+        out["mask_overlay"] = mask is not None
+        stem = self.shard.name.removesuffix(".parquet")
+        for col in self._thumbs:
+            volume = self.volumes.get(col.name)
+            if volume is None:
+                out[col.name] = None
+                continue
+            png = encode_png(render_thumbnail(*volume, mask=mask, height=self.height))
+            out[col.name] = {"bytes": png, "path": f"{stem}_{col.name}.png"}
+        return out
 
 
 def session_preview(
     shard: Path, cmap: ColumnMap, *, height: int = DEFAULT_HEIGHT
 ) -> dict[str, Any]:
-    """The preview row of one shard (ids, phenotype, a PNG per image column)."""
+    """The preview row of one shard read on its own (ids, phenotype, a PNG per image column)."""
     import pyarrow.parquet as pq
 
-    thumbs = thumbnail_columns(cmap)
-    masks = [c for c in cmap.image_columns() if is_mask_column(c)]
-    wanted = [
-        c.name
-        for c in cmap.columns
-        if c.kind in ("subject", "session", "phenotype") or c in thumbs or c in masks
-    ]
+    preview = SessionPreview(shard, cmap, height=height)
     try:
-        pf = pq.ParquetFile(shard)
+        pf = pq.ParquetFile(shard, memory_map=True)
         if pf.metadata.num_rows != 1:
             raise BidsError(f"{shard}: {pf.metadata.num_rows} rows, a shard has one")
-        row = pf.read(columns=wanted).to_pylist()[0]
+        present = set(pf.schema_arrow.names)
+        missing = [name for name in preview.columns if name not in present]
+        if missing:
+            raise KeyError(", ".join(missing))
+        for name in preview.columns:
+            preview.visit(name, pf.read(columns=[name]).column(0))
     except (OSError, KeyError, ValueError) as exc:
         raise BidsError(f"{shard}: cannot read the shard for its preview ({exc})") from None
-    stem = shard.name.removesuffix(".parquet")
-    mask = None
-    for col in masks:
-        cell = _first_cell(row[col.name])
-        if cell is not None:
-            mask = _readable_volume(cell, shard)
-            break
-    out: dict[str, Any] = {}
-    for col in cmap.columns:
-        if col.kind in ("subject", "session", "phenotype"):
-            out[col.name] = row[col.name]
-    out["mask_overlay"] = mask is not None
-    for col in thumbs:
-        cell = _first_cell(row[col.name])
-        if cell is None:
-            out[col.name] = None
-            continue
-        volume = _readable_volume(cell, shard)
-        if volume is None:
-            out[col.name] = None
-            continue
-        png = encode_png(render_thumbnail(*volume, mask=mask, height=height))
-        out[col.name] = {"bytes": png, "path": f"{stem}_{col.name}.png"}
-    return out
-
-
-def _readable_volume(cell: dict[str, Any], shard: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cell's first volume, or None (with a warning) when its bytes do not decode.
-
-    A cell that does not decode is the round-trip check's finding (it fails the run at
-    the validation gate, which the push waits for); the preview shows no thumbnail for
-    it instead of failing first and hiding that report.
-    """
-    try:
-        return load_volume(cell["bytes"], f"{shard}: {cell['path']}")
-    except BidsError as exc:
-        print(f"warning: {exc}; no thumbnail", file=sys.stderr)
-        return None
+    return preview.row()
 
 
 def _write_table(table: Any, dest: Path) -> None:
@@ -382,12 +418,17 @@ def write_session_preview(
     shard: Path, cmap: ColumnMap, dest: Path, *, height: int = DEFAULT_HEIGHT
 ) -> dict[str, Any]:
     """Write the one-row preview table of a shard to ``dest`` (atomic, deterministic)."""
+    row = session_preview(Path(shard), cmap, height=height)
+    write_preview_row(row, cmap, Path(dest))
+    return row
+
+
+def write_preview_row(row: dict[str, Any], cmap: ColumnMap, dest: Path) -> None:
+    """Write one preview row (:meth:`SessionPreview.row`) as a one-row table (atomic)."""
     import pyarrow as pa
 
-    row = session_preview(Path(shard), cmap, height=height)
     schema = preview_schema(cmap)
     _write_table(pa.Table.from_pylist([row], schema=schema), Path(dest))
-    return row
 
 
 def build_preview_table(parts: Sequence[Path], cmap: ColumnMap, dest: Path, thumbnail: Path) -> int:

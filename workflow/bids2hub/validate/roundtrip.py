@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 from bids2hub.errors import Bids2HubError
 from bids2hub.index.manifest import FileRecord, Manifest, shard_id
 from bids2hub.layout import RELATIVE
+from bids2hub.shards.cells import Cell, nifti_cells
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
 from bids2hub.shards.writer import cell_companion, plan_session, shard_schema
 from bids2hub.validate import RESULT_VERSION
@@ -35,39 +37,6 @@ UNUSABLE_CHECKS = ("companion", "sidecar")
 
 def _sha(buf: Any) -> str:
     return hashlib.sha256(buf).hexdigest()
-
-
-#: One Nifti cell: a zero-copy view of its bytes (None when null) and its ``path``.
-Cell = tuple[memoryview | None, str | None]
-
-
-def _binary_views(arr: pa.Array) -> list[memoryview | None]:
-    """Views into a (large) binary array's data buffer, one per value: no copies.
-
-    ``hashlib`` hashes a view at full speed; ``Scalar.as_py()`` or ``to_pylist()``
-    would first copy every cell.
-    """
-    validity, offsets, data = arr.buffers()[:3]
-    width = "<i8" if pa.types.is_large_binary(arr.type) else "<i4"
-    offs = np.frombuffer(offsets, dtype=width)[arr.offset : arr.offset + len(arr) + 1]
-    view = memoryview(data) if data is not None else memoryview(b"")
-    valid = arr.is_valid().to_pylist() if validity is not None else [True] * len(arr)
-    return [view[int(offs[i]) : int(offs[i + 1])] if valid[i] else None for i in range(len(arr))]
-
-
-def _nifti_cells(column: pa.ChunkedArray, is_list: bool) -> list[Cell]:
-    """The Nifti cells of a one-row column (a list column's whole list), not copied."""
-    row = next(c for c in column.chunks if len(c))
-    if is_list:
-        if not row.is_valid()[0].as_py():
-            return []
-        structs = row.flatten()  # the row's list values, offsets applied
-    else:
-        if not row.is_valid()[0].as_py():
-            return []
-        structs = row
-    data, paths = structs.flatten()  # children with the struct's offset and nulls applied
-    return list(zip(_binary_views(data), paths.to_pylist(), strict=True))
 
 
 class _Checker:
@@ -195,6 +164,7 @@ def check_shard(
     *,
     rel: str | None = None,
     decode: bool = True,
+    visit: Callable[[str, pa.ChunkedArray], None] | None = None,
 ) -> dict[str, Any]:
     """Read one shard back and compare it with its session's sources.
 
@@ -212,6 +182,9 @@ def check_shard(
         Name of the shard in messages (default: ``hub/data/sub-X/<shard>.parquet``).
     decode
         Decode one cell per column with ``datasets`` (imported only then).
+    visit
+        Called with each column's name and values while they are in memory, so that
+        another reader of the shard (the preview) does not read it a second time.
 
     Returns
     -------
@@ -257,6 +230,8 @@ def check_shard(
             if name not in present:
                 continue
             column = pf.read(columns=[name]).column(0)
+            if visit is not None:
+                visit(name, column)
             sample = _column(ck, plan, col, name, column, is_sidecar, ses, sub)
             if dfeats is not None and sample is not None:
                 cell, rec, is_list = sample
@@ -284,7 +259,7 @@ def _column(
     """Compare one column's cell; return a sample (cell, record, is_list) to decode."""
     if col.kind in IMAGE_KINDS and not is_sidecar:
         recs = plan.images[col.name]
-        cells = _nifti_cells(column, col.kind == "images")
+        cells = nifti_cells(column, col.kind == "images")
         if len(cells) != len(recs):
             ck.fail(f"column '{name}': {len(cells)} cell(s), the session has {len(recs)} file(s)")
             return None
