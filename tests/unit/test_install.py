@@ -22,12 +22,15 @@ _PROBE = """
 import json, sys
 from pathlib import Path
 import bids2hub
+from bids2hub.config import SCHEMA_PATH, schema_defaults
 from bids2hub.paper.viewer import MANIFEST, load_bundle, render_viewer_html
 info, text = load_bundle()
+defaults = schema_defaults()
 page = render_viewer_html(Path(sys.argv[1]), Path(sys.argv[2]), subject="M1")
 print(json.dumps({
     "package": bids2hub.__file__, "manifest": str(MANIFEST), "bytes": len(text.encode()),
     "license": (MANIFEST.parent / info["license_file"]).is_file(), "inlined": text in page,
+    "schema": str(SCHEMA_PATH), "defaults": sorted(defaults),
 }))
 """
 
@@ -79,3 +82,7 @@ def test_wheel_installed_without_editable_has_the_verified_bundle(tmp_path: Path
     assert Path(seen["package"]).is_relative_to(site), seen  # not this checkout's copy
     assert Path(seen["manifest"]).is_relative_to(site)
     assert seen["bytes"] == info["bytes"] and seen["license"] and seen["inlined"]
+    # The config schema (the one place defaults are written) came with the wheel:
+    # `bids2hub status` and the parse-time validation need it.
+    assert Path(seen["schema"]).is_relative_to(site), seen
+    assert {"out_dir", "shards", "validation", "preview"} <= set(seen["defaults"]), seen

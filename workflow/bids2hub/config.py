@@ -17,7 +17,9 @@ import yaml
 
 from bids2hub.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+# workflow/schemas/config.schema.yaml (the catalog's place), reached through the package's
+# data/ link so that a wheel, which carries only the package, has it too.
+SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "config.schema.yaml"
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
