@@ -66,6 +66,7 @@ bench: setup
 	python tests/benchmarks/bench_validation.py
 	python tests/benchmarks/bench_validation.py --limits
 	python tests/benchmarks/bench_workflow.py
+	python tests/benchmarks/bench_scheduler.py
 	python tests/benchmarks/bench_e2e.py $(if $(PEER_DIR),--peer-dir $(PEER_DIR) --peer-python $(PEER_PYTHON))
 	python tests/benchmarks/bench_push.py
 
