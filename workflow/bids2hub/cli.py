@@ -142,10 +142,7 @@ def _cmd_segment_run(args: argparse.Namespace) -> int:
         skull_strip=args.skull_strip,
         brain_extract=args.brain_extract,
         log=sys.stderr,
-        threshold_options={
-            "adc_threshold": args.adc_threshold,
-            "min_lesion_ml": args.min_lesion_ml,
-        },
+        threshold_options=_threshold_values(args),
         scratch_dir=Path(args.scratch_dir) if args.scratch_dir else None,
     )
     log.info("%s: %d lesion voxels (backend %s)", args.output, int(mask.sum()), args.backend)
@@ -167,8 +164,7 @@ def _cmd_segment_describe(args: argparse.Namespace) -> int:
         container_uri=args.container_uri or None,
         version=args.version,
         brain_extract=args.brain_extract,
-        adc_threshold=args.adc_threshold,
-        min_lesion_ml=args.min_lesion_ml,
+        **_threshold_values(args),
     )
     write_description(Path(args.output), text)
     return 0
@@ -190,10 +186,27 @@ def _cmd_segment_qc(args: argparse.Namespace) -> int:
 
 
 def _threshold_options(p: argparse.ArgumentParser) -> None:
+    # Defaults filled in by _threshold_values: building the parser (every job does)
+    # must not import the segmentation code and numpy.
+    p.add_argument(
+        "--adc-threshold",
+        type=float,
+        default=None,
+        help="mm^2/s (default: the schema's segment.adc_threshold)",
+    )
+    p.add_argument(
+        "--min-lesion-ml", type=float, default=None, help="(default: segment.min_lesion_ml)"
+    )
+
+
+def _threshold_values(args: argparse.Namespace) -> dict[str, float]:
+    """The threshold backend's options, the segmentation code's defaults where not given."""
     from bids2hub.segment.run import ADC_THRESHOLD, MIN_LESION_ML
 
-    p.add_argument("--adc-threshold", type=float, default=ADC_THRESHOLD, help="mm^2/s")
-    p.add_argument("--min-lesion-ml", type=float, default=MIN_LESION_ML)
+    return {
+        "adc_threshold": ADC_THRESHOLD if args.adc_threshold is None else args.adc_threshold,
+        "min_lesion_ml": MIN_LESION_ML if args.min_lesion_ml is None else args.min_lesion_ml,
+    }
 
 
 def _add_segment_parsers(sub: argparse._SubParsersAction) -> None:
