@@ -235,6 +235,8 @@ def main() -> None:
     smk = [
         sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"),
         "-d", str(work), "--cores", str(args.cores), "--configfile", str(cfg), "--quiet",
+        # what `snakemake` from the repository root loads by itself (job selection)
+        "--workflow-profile", str(REPO / "profiles" / "default"),
     ]  # fmt: skip
     res["ours: shards (--until write_shard)"] = _timed_children(
         lambda: _check([*smk, "all", "--until", "write_shard"])
