@@ -25,7 +25,6 @@ thumbnail the dataset card shows.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import struct
@@ -195,7 +194,9 @@ def load_volume(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         stream: Any = io.BytesIO(data)
         if data[:2] == b"\x1f\x8b":
-            stream = gzip.GzipFile(fileobj=stream)
+            from isal import igzip  # ISA-L's inflate: ~2x zlib's on these streams
+
+            stream = igzip.GzipFile(fileobj=stream)
         img = nib.Nifti1Image.from_stream(stream)
         proxy = img.dataobj
         shape = img.shape
