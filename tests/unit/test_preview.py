@@ -11,6 +11,7 @@ from bids2hub.errors import BidsError
 from bids2hub.hub.preview import (
     build_preview_table,
     encode_png,
+    load_volume,
     preview_features,
     render_thumbnail,
     thumbnail_columns,
@@ -18,6 +19,7 @@ from bids2hub.hub.preview import (
 )
 from bids2hub.index.manifest import load_index
 from bids2hub.index.phenotype import read_participants
+from bids2hub.shards.cells import open_cell
 from bids2hub.shards.colmap import load_map
 from bids2hub.shards.writer import write_shard
 
@@ -225,3 +227,27 @@ def test_the_read_back_writes_the_same_preview_row_from_its_one_pass(tmp_path: P
                                decode=False)  # fmt: skip
         assert result == expected and item.output.read_text() == dumps(expected)
         assert not result["failures"]
+
+
+def test_a_cell_is_read_in_place_like_a_file_and_gives_the_first_volume() -> None:
+    """open_cell behaves like io.BytesIO over the same bytes (reads, seeks, end of data)."""
+    import gzip
+
+    import nibabel as nib
+
+    data = np.arange(4 * 5 * 6 * 3, dtype=np.int16).reshape(4, 5, 6, 3)
+    img = nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0]))
+    raw = img.to_bytes()
+    gz = gzip.compress(raw, mtime=0)
+    view = memoryview(bytearray(gz))
+    ours, ref = open_cell(view), io.BytesIO(gz)
+    for step in (2, 100, 3_000_000):  # the last one reads past the end
+        assert ours.read(step) == ref.read(step) and ours.tell() == ref.tell()
+    for offset, whence in ((10, io.SEEK_SET), (-7, io.SEEK_END), (3, io.SEEK_CUR)):
+        assert ours.seek(offset, whence) == ref.seek(offset, whence)
+        assert ours.read(5) == ref.read(5)
+    # The first volume of the 4D run, from the view (no copy of the cell), as nibabel reads it.
+    for cell in (view, memoryview(raw)):
+        vol, affine = load_volume(cell, "cell")
+        assert np.array_equal(vol, data[..., 0].astype(np.float32))
+        assert np.allclose(affine, img.affine)

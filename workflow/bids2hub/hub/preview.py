@@ -25,7 +25,6 @@ thumbnail the dataset card shows.
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import sys
@@ -41,7 +40,7 @@ from bids2hub.fsutil import atomic_path
 from bids2hub.layout import PREVIEW_TABLE as TABLE
 from bids2hub.layout import PREVIEW_THUMBNAIL as THUMBNAIL
 from bids2hub.layout import RELATIVE
-from bids2hub.shards.cells import Cell, first_cell
+from bids2hub.shards.cells import Cell, first_cell, open_cell
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap
 
 #: Height of each slice in the thumbnails, pixels.
@@ -192,7 +191,7 @@ def load_volume(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
     try:
-        stream: Any = io.BytesIO(data)
+        stream: Any = open_cell(memoryview(data).cast("B"))
         if data[:2] == b"\x1f\x8b":
             from isal import igzip  # ISA-L's inflate: ~2x zlib's on these streams
 
