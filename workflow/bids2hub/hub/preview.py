@@ -6,10 +6,11 @@ preview table has, per session, the ids, the phenotype and one PNG thumbnail
 (``datasets.Image``) per image column of the shard: three orthogonal slices of the
 column's first run (the first volume of a 4D run), side by side (sagittal,
 coronal, axial; neurological convention, superior and anterior up), grey values
-windowed at the 1st-99.5th percentile of the volume's non-zero voxels. Where the
-shard holds a lesion mask (an image column selecting ``suffix: mask``), it is drawn
-in red on every thumbnail, resampled through the affines, and the slices go
-through the lesion's centre instead of the middle of the volume.
+windowed at the 1st-99.5th percentile of the volume's non-zero voxels (sampled at
+every second voxel along each axis). Where the shard holds a lesion mask (an image
+column selecting ``suffix: mask``), it is drawn in red on every thumbnail, resampled
+through the affines, and the slices go through the lesion's centre instead of the
+middle of the volume.
 
 Everything is deterministic: the PNGs are encoded here (zlib level 9, filter 0, no
 metadata chunks) and the parquet files written with fixed options, so the same
@@ -209,11 +210,19 @@ def load_volume(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise BidsError(f"{where}: cannot read the image for its thumbnail ({exc})") from None
     ornt = io_orientation(affine)
     canon = apply_orientation(vol, ornt)
-    return np.ascontiguousarray(canon), affine @ inv_ornt_aff(ornt, vol.shape)
+    # A view (flips and transposes), not a copy: only three slices are sampled from it.
+    return canon, affine @ inv_ornt_aff(ornt, vol.shape)
 
 
 def _window(vol: np.ndarray) -> tuple[float, float]:
-    values = vol[np.isfinite(vol) & (vol != 0)]
+    """The grey window: 1st and 99.5th percentile of the non-zero voxels of every 2nd voxel.
+
+    A regular 1-in-8 sample (every second voxel along each axis) gives the same window
+    to within grey levels on MRI; the full volume's selection and partition were a third
+    of a read-back job on a small session (a 23-million-voxel T1w: ~0.1 s per percentile).
+    """
+    sample = vol[::2, ::2, ::2]
+    values = sample[np.isfinite(sample) & (sample != 0)]
     if values.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(values, [1.0, 99.5])
