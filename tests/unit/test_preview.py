@@ -251,3 +251,15 @@ def test_a_cell_is_read_in_place_like_a_file_and_gives_the_first_volume() -> Non
         vol, affine = load_volume(cell, "cell")
         assert np.array_equal(vol, data[..., 0].astype(np.float32))
         assert np.allclose(affine, img.affine)
+
+
+def test_lesion_centre_is_the_mean_of_the_mask_voxels_in_world_coordinates() -> None:
+    from bids2hub.hub.preview import lesion_centre
+
+    rng = np.random.default_rng(3)
+    affine = np.diag([1.5, 2.0, 3.0, 1.0])
+    affine[:3, 3] = [-10.0, 5.0, 7.0]
+    mask = (rng.random((30, 40, 25)) > 0.97).astype(np.float32)
+    expected = affine[:3, :3] @ np.argwhere(mask > 0).mean(axis=0) + affine[:3, 3]
+    assert np.allclose(lesion_centre(mask, affine), expected, rtol=0, atol=1e-9)
+    assert lesion_centre(np.zeros((4, 4, 4), np.float32), affine) is None

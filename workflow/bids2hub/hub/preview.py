@@ -266,10 +266,19 @@ def _to_voxels(affine_from: np.ndarray, affine_to: np.ndarray, coords: np.ndarra
 
 def lesion_centre(mask: np.ndarray, affine: np.ndarray) -> np.ndarray | None:
     """World coordinates of a mask's centre of mass, or None when it is empty."""
-    ijk = np.argwhere(mask > 0)
-    if ijk.size == 0:
+    inside = mask > 0
+    count = np.count_nonzero(inside)
+    if count == 0:
         return None
-    centre = ijk.mean(axis=0)
+    # Per axis, the voxel count of each plane weighted by its index: no index arrays
+    # (np.argwhere built three of the mask's size, for every thumbnail of the session).
+    centre = np.array(
+        [
+            np.dot(np.count_nonzero(inside, axis=tuple(a for a in range(3) if a != axis)),
+                   np.arange(inside.shape[axis])) / count
+            for axis in range(3)
+        ]
+    )  # fmt: skip
     return affine[:3, :3] @ centre + affine[:3, 3]
 
 
