@@ -266,7 +266,7 @@ def check_shard(
             if dfeats is not None and sample is not None:
                 cell, rec, is_list = sample
                 decoded += _decode(ck, dfeats, name, cell, rec, is_list)
-            sample = None
+            sample = None  # its copy is not kept while the next column is read
     result["checked"] = {
         "cells": ck.cells,
         "columns_decoded": decoded,
