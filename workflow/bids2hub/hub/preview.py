@@ -41,8 +41,9 @@ from bids2hub.fsutil import atomic_path
 from bids2hub.layout import PREVIEW_TABLE as TABLE
 from bids2hub.layout import PREVIEW_THUMBNAIL as THUMBNAIL
 from bids2hub.layout import RELATIVE
-from bids2hub.shards.cells import Cell, first_cell, open_cell
+from bids2hub.shards.cells import Cell, first_cell, open_cell, read_cells
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap
+from bids2hub.shards.pages import PageError
 
 #: Height of each slice in the thumbnails, pixels.
 DEFAULT_HEIGHT = 128
@@ -356,14 +357,22 @@ class SessionPreview:
         return [c.name for c in self.cmap.columns if c.name in self._wanted]
 
     def visit(self, name: str, column: Any) -> None:
-        """Take what the preview needs of one column (a one-row ``pyarrow`` column)."""
+        """Take what the preview needs of one column.
+
+        ``column`` is a Nifti column's cells (:func:`bids2hub.shards.cells.read_cells`)
+        or any other column's one-row ``pyarrow`` column.
+        """
         if name not in self._wanted:
             return
         if name in self._values:
             self.values[name] = column[0].as_py()
             return
-        cell = first_cell(column, self._images[name].kind == "images")
+        cell = first_cell(column)
         self.volumes[name] = None if cell is None else self._volume(cell)
+
+    def image_kind(self, name: str) -> str | None:
+        """``image`` or ``images`` for a Nifti column the preview reads, else None."""
+        return self._images[name].kind if name in self._images else None
 
     def _volume(self, cell: Cell) -> tuple[np.ndarray, np.ndarray] | None:
         """The cell's first volume, or None (with a warning) when its bytes do not decode.
@@ -411,8 +420,12 @@ def session_preview(
         if missing:
             raise KeyError(", ".join(missing))
         for name in preview.columns:
-            preview.visit(name, pf.read(columns=[name]).column(0))
-    except (OSError, KeyError, ValueError) as exc:
+            image = preview.image_kind(name)
+            if image is None:
+                preview.visit(name, pf.read(columns=[name]).column(0))
+            else:
+                preview.visit(name, read_cells(shard, pf.metadata, name, image == "images"))
+    except (OSError, KeyError, ValueError, PageError) as exc:
         raise BidsError(f"{shard}: cannot read the shard for its preview ({exc})") from None
     return preview.row()
 

@@ -1,8 +1,9 @@
 """Per-shard round-trip (``validation/shards/sub-X/<shard>.json``).
 
-A shard is read back one column at a time, each through a mapping of its own
-(memory about twice its largest column: pyarrow copies binary values out of their
-pages) and compared with what the column map and the session's source check
+A shard is read back one column at a time: a Nifti column's bytes where they lie in
+its data pages, each cell released from memory as it is hashed, its paths and every
+other column through pyarrow (:func:`bids2hub.shards.cells.read_cells`), and
+compared with what the column map and the session's source check
 (:func:`bids2hub.validate.sources.check_session`) say: columns, order and Arrow
 types, the ``datasets`` features in the metadata, one row, the session's files
 in each list (run order, base names), every Nifti cell's sha256 equal to its
@@ -25,8 +26,9 @@ import pyarrow.parquet as pq
 from bids2hub.errors import Bids2HubError
 from bids2hub.index.manifest import FileRecord, Manifest, shard_id
 from bids2hub.layout import RELATIVE
-from bids2hub.shards.cells import Cell, nifti_cells
+from bids2hub.shards.cells import Cell, cell_sha256, read_cells
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
+from bids2hub.shards.pages import PageError
 from bids2hub.shards.writer import cell_companion, plan_session, shard_schema
 from bids2hub.validate import RESULT_VERSION
 from bids2hub.validate.sources import finding
@@ -66,7 +68,7 @@ class _Checker:
             self.fail(f"column '{column}': cell of {rec.path} has no bytes")
         elif src is None:
             self.fail(f"column '{column}': {rec.path} was not readable at the source check")
-        elif _sha(data) != src["sha256"]:
+        elif cell_sha256(data) != src["sha256"]:
             self.fail(f"column '{column}': cell sha256 differs from {rec.path}")
 
     def text_cell(self, column: str, text: str | None, rel: str, key: str) -> None:
@@ -186,7 +188,7 @@ def check_shard(
     *,
     rel: str | None = None,
     decode: bool = True,
-    visit: Callable[[str, pa.ChunkedArray], None] | None = None,
+    visit: Callable[[str, Any], None] | None = None,
 ) -> dict[str, Any]:
     """Read one shard back and compare it with its session's sources.
 
@@ -205,8 +207,9 @@ def check_shard(
     decode
         Decode one cell per column with ``datasets`` (imported only then).
     visit
-        Called with each column's name and values while they are in memory, so that
-        another reader of the shard (the preview) does not read it a second time.
+        Called with each column's name and values while they are in memory (a Nifti
+        column's cells, any other column's one-row ``pyarrow`` column), so that another
+        reader of the shard (the preview) does not read it a second time.
 
     Returns
     -------
@@ -251,17 +254,26 @@ def check_shard(
         for name, col, is_sidecar in columns:
             if name not in present:
                 continue
-            # A mapping of its own per column: pyarrow copies every binary value out of
-            # its page, so while a column is read its pages (mapped) and its copy are
-            # both resident; unmapping after each column keeps the earlier columns'
-            # pages from adding up to the whole shard.
-            with pa.memory_map(str(shard)) as source:
-                column = pq.ParquetFile(source, metadata=pf.metadata).read(columns=[name])
-                column = column.column(0)
+            if col.kind in IMAGE_KINDS and not is_sidecar:
+                # The bytes where they lie in the shard's pages (no copy), the paths
+                # read by pyarrow: see bids2hub.shards.cells.read_cells.
+                try:
+                    cells = read_cells(shard, pf.metadata, name, col.kind == "images")
+                except PageError as exc:
+                    ck.fail(f"column '{name}': {exc}")
+                    continue
                 if visit is not None:
-                    visit(name, column)
-                sample = _column(ck, plan, col, name, column, is_sidecar, ses, sub)
-                del column
+                    visit(name, cells)
+                sample = _image_column(ck, plan, col, name, cells)
+                del cells  # the views hold the column's mapping
+            else:
+                with pa.memory_map(str(shard)) as source:
+                    column = pq.ParquetFile(source, metadata=pf.metadata).read(columns=[name])
+                    column = column.column(0)
+                    if visit is not None:
+                        visit(name, column)
+                    sample = _column(ck, plan, col, name, column, is_sidecar, ses, sub)
+                    del column
             # Decoded once the column is released: only the (copied) sample is in memory.
             if dfeats is not None and sample is not None:
                 cell, rec, is_list = sample
@@ -277,6 +289,20 @@ def check_shard(
     return result
 
 
+def _image_column(
+    ck: _Checker, plan: Any, col: Column, name: str, cells: list[Cell]
+) -> tuple[Any, FileRecord | None, bool] | None:
+    """Compare one Nifti column's cells; return its smallest cell to decode."""
+    recs = plan.images[col.name]
+    if len(cells) != len(recs):
+        ck.fail(f"column '{name}': {len(cells)} cell(s), the session has {len(recs)} file(s)")
+        return None
+    for cell, rec in zip(cells, recs, strict=True):
+        ck.nifti_cell(name, cell, rec)
+    sample = _smallest(list(zip(cells, recs, strict=True)))
+    return (sample[0], sample[1], col.kind == "images") if sample else None
+
+
 def _column(
     ck: _Checker,
     plan: Any,
@@ -287,17 +313,7 @@ def _column(
     ses: str,
     sub: str,
 ) -> tuple[Any, FileRecord | None, bool] | None:
-    """Compare one column's cell; return a sample (cell, record, is_list) to decode."""
-    if col.kind in IMAGE_KINDS and not is_sidecar:
-        recs = plan.images[col.name]
-        cells = nifti_cells(column, col.kind == "images")
-        if len(cells) != len(recs):
-            ck.fail(f"column '{name}': {len(cells)} cell(s), the session has {len(recs)} file(s)")
-            return None
-        for cell, rec in zip(cells, recs, strict=True):
-            ck.nifti_cell(name, cell, rec)
-        sample = _smallest(list(zip(cells, recs, strict=True)))
-        return (sample[0], sample[1], col.kind == "images") if sample else None
+    """Compare one text or value column; return a sample (cell, record, is_list) to decode."""
     value = column[0]
     if is_sidecar:
         recs = plan.images[col.name]
