@@ -18,6 +18,19 @@ def test_valid_files_pass(tmp_path: Path) -> None:
     assert check_nifti(raw.read_bytes(), "a.nii").shape == (5, 6, 7)
 
 
+@pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
+def test_files_with_header_extensions_pass(klass: type, tmp_path: Path) -> None:
+    """Extensions (AFNI, comments) sit between header and voxels; the check reads past them."""
+    img = klass(np.zeros((5, 6, 7), dtype=np.int16), np.eye(4))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"made by a tool" * 20))
+    raw = img.to_bytes()
+    (tmp_path / "e.nii").write_bytes(raw)
+    assert check_nifti(raw, "e.nii").shape == (5, 6, 7)
+    info = check_nifti(gzip.compress(raw, mtime=0), "e.nii.gz")
+    assert info.shape == (5, 6, 7)
+    assert info.expected_bytes == len(raw)
+
+
 def test_truncated_gzip_is_detected(tmp_path: Path) -> None:
     data = write_nifti(tmp_path / "a.nii.gz", (20, 20, 20)).read_bytes()
     with pytest.raises(NiftiError, match=r"a\.nii\.gz: truncated or corrupt gzip"):

@@ -72,11 +72,12 @@ def parse_header(data: memoryview | bytes, name: str) -> NiftiInfo:
             endian = ">"
         else:
             raise NiftiError(f"{name}: unreadable NIfTI header (sizeof_hdr={sizeof_hdr})")
-    klass = (
-        nib.Nifti2Header if struct.unpack(endian + "i", head[:4])[0] == 540 else nib.Nifti1Header
-    )
+    size = struct.unpack(endian + "i", head[:4])[0]
+    klass = nib.Nifti2Header if size == 540 else nib.Nifti1Header
     try:
-        hdr = klass.from_fileobj(_BytesReader(head), check=True)
+        # The header alone: nibabel would go on to read the extensions (a NIfTI-1 file
+        # with any failed here), which this check does not need.
+        hdr = klass.from_fileobj(_BytesReader(head[:size]), check=True)
     except Exception as exc:  # nibabel raises HeaderDataError and friends
         raise NiftiError(f"{name}: unreadable NIfTI header ({exc})") from None
     magic = bytes(hdr["magic"]).rstrip(b"\0")
