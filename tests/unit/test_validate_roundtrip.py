@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,44 @@ def test_cells_are_viewed_in_place_with_offsets_and_nulls(binary: str) -> None:
     one = _nifti_cells(pa.chunked_array([single.slice(0, 1)]), is_list=False)
     assert [(bytes(v), p) for v, p in one] == [(b"zz", "s.nii.gz")]
     assert _nifti_cells(pa.chunked_array([single.slice(1, 1)]), is_list=False) == []
+
+
+@pytest.mark.parametrize("name", ["run.nii.gz", "run.nii"])
+def test_decode_reads_the_header_not_the_voxels(tmp_path: Path, name: str) -> None:
+    """The decoded sample is the cell up to its voxels; datasets decodes it to the same image."""
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+    from bids2hub.validate.roundtrip import _decodable
+    from datasets import Nifti
+    from datasets.features.features import decode_nested_example
+
+    img = nib.Nifti1Image(np.arange(8 * 8 * 8 * 4, dtype=np.int16).reshape(8, 8, 8, 4), np.eye(4))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"x" * 200))
+    whole = img.to_bytes()
+    data = gzip.compress(whole, mtime=0) if name.endswith(".gz") else whole
+    head = _decodable(memoryview(data), name)
+    offset = int(struct.unpack("<f", whole[108:112])[0])  # as written (nibabel zeroes it on load)
+    assert offset > 540 and head == whole[:offset]  # header and extension, no voxel
+    decoded = decode_nested_example(Nifti(), {"bytes": head, "path": name})
+    assert decoded.shape == (8, 8, 8, 4)
+    assert np.array_equal(decoded.affine, img.affine)
+    assert decoded.header.extensions[0].get_content() == b"x" * 200
+
+
+def test_a_cell_that_is_not_nifti_fails_the_decode() -> None:
+    import gzip
+
+    from bids2hub.index.manifest import FileRecord
+    from bids2hub.validate.roundtrip import _Checker, _decodable, _decode
+    from datasets import Features, Nifti
+
+    junk = gzip.compress(b"not a nifti header " * 50, mtime=0)
+    assert _decodable(memoryview(junk), "x.nii.gz") == b"not a nifti header " * 50  # whole
+    ck = _Checker("s.parquet", {"files": {}})
+    rec = FileRecord("sub-1/anat/x.nii.gz", "subject", "1", "", "anat", "T1w", ".nii.gz", (), 0, 0)
+    ok = _decode(ck, Features({"t1w": Nifti()}), "t1w", {"bytes": junk, "path": "x"}, rec, False)
+    assert ok is False
+    [fail] = ck.failures
+    assert fail["check"] == "decode" and "cannot be decoded by datasets" in fail["message"]

@@ -40,6 +40,7 @@ class NiftiInfo:
     dtype: str
     zooms: tuple[float, ...]
     expected_bytes: int  # vox_offset + voxel data
+    vox_offset: int  # where the voxel data start (after the header and extensions)
 
 
 def _head(data: memoryview | bytes, name: str) -> bytes:
@@ -98,7 +99,35 @@ def parse_header(data: memoryview | bytes, name: str) -> NiftiInfo:
     if magic in (b"n+1", b"n+2"):  # single file: data never starts inside the header
         offset = max(offset, int(hdr["sizeof_hdr"]) + 4)
     expected = offset + n_vox * dtype.itemsize
-    return NiftiInfo(shape, str(dtype), zooms, expected)
+    return NiftiInfo(shape, str(dtype), zooms, expected, offset)
+
+
+def image_head(data: memoryview | bytes, name: str) -> bytes:
+    """A file's bytes before its voxel data (header and extensions), inflated when gzip.
+
+    All that a reader of the header parses: nibabel's ``Nifti1Image.from_bytes`` reads
+    no voxels until they are asked for, so this decodes to the same image object
+    (shape, affine, dtype, extensions) without inflating the voxels.
+
+    Raises
+    ------
+    NiftiError
+        The header is unreadable (see :func:`parse_header`) or the stream breaks before
+        the voxels.
+    """
+    need = max(parse_header(data, name).vox_offset, _HEADER_BYTES)
+    if bytes(data[:2]) != _GZIP_MAGIC:
+        return bytes(data[:need])
+    dec = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    try:
+        for at in range(0, len(data), 1 << 16):
+            out += dec.decompress(data[at : at + (1 << 16)], need - len(out))
+            if len(out) >= need:
+                break
+    except zlib.error as exc:
+        raise NiftiError(f"{name}: not a readable gzip stream ({exc})") from None
+    return bytes(out)
 
 
 class _BytesReader:

@@ -23,9 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bids2hub.errors import Bids2HubError
+from bids2hub.errors import Bids2HubError, NiftiError
 from bids2hub.index.manifest import FileRecord, Manifest, shard_id
 from bids2hub.layout import RELATIVE
+from bids2hub.nifti import image_head
 from bids2hub.shards.cells import Cell, cell_sha256, read_cells
 from bids2hub.shards.colmap import IMAGE_KINDS, Column, ColumnMap, sidecar_name
 from bids2hub.shards.pages import PageError
@@ -117,31 +118,37 @@ def _check_schema(ck: _Checker, pf: pq.ParquetFile, cmap: ColumnMap) -> dict[str
 
 
 def _smallest(cells: list[tuple[Cell, FileRecord]]) -> tuple[Any, FileRecord] | None:
-    """The smallest cell (copied out: only it is decoded) and its record."""
+    """The smallest cell, as much of it as a decode reads (copied out), and its record."""
     usable = [(c, r) for c, r in cells if c[0] is not None]
     if not usable:
         return None
     (data, path), rec = min(usable, key=lambda cr: len(cr[0][0]))  # type: ignore[arg-type]
-    return {"bytes": bytes(data), "path": path}, rec  # type: ignore[arg-type]
+    return {"bytes": _decodable(data, rec.path), "path": path}, rec  # type: ignore[arg-type]
 
 
-def _inflated(cell: dict[str, Any]) -> dict[str, Any]:
-    """The cell with its gzip stream inflated by ISA-L, for ``datasets`` to decode.
+def _decodable(data: memoryview, name: str) -> bytes:
+    """What ``datasets``' decode of a Nifti cell reads: its header and extensions, inflated.
 
-    ``datasets``' Nifti decode gunzips a gzip cell with the standard library's zlib and
-    then hands the bytes to nibabel; inflating it first (ISA-L: the same bytes, the
-    CRC and size checked, ~2.7x zlib's speed here) leaves it nibabel's part, which is
-    the same. zlib's inflate was 64 % of a read-back (bench_validation --limits).
+    ``datasets`` gunzips a gzip cell whole (stdlib zlib) and hands it to nibabel, which
+    parses the header and reads no voxels until asked. The cell's bytes equal its
+    source file's (sha256) and the source check inflated that file whole (CRC, size),
+    so inflating the voxels again proved nothing: it was 86 % of a read-back with
+    decode (bench_validation --limits). A cell whose header does not parse is passed
+    whole (inflated by ISA-L when it is a valid stream), for ``datasets`` to report.
     """
-    data = cell["bytes"]
-    if data[:2] != b"\x1f\x8b":
-        return cell
+    try:
+        return image_head(data, name)
+    except NiftiError:
+        pass
+    raw = bytes(data)
+    if raw[:2] != b"\x1f\x8b":
+        return raw
     from isal import igzip
 
     try:
-        return {**cell, "bytes": igzip.decompress(data)}
+        return igzip.decompress(raw)
     except Exception:  # not a valid stream: datasets' own decode reports it
-        return cell
+        return raw
 
 
 def _decode(
@@ -155,7 +162,7 @@ def _decode(
     # decode its first element twice (datasets compares it with its decoded form).
     feature = features[col].feature if is_list else features[col]
     try:
-        decoded = decode_nested_example(feature, _inflated(value) if rec else value)
+        decoded = decode_nested_example(feature, value)
     except Exception as exc:  # datasets and nibabel raise many kinds
         ck.fail(f"column '{col}': cell cannot be decoded by datasets ({exc})", check="decode")
         return False
