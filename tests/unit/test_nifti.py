@@ -67,3 +67,40 @@ def test_isize_mismatch_falls_back_to_full_check() -> None:
     assert gzip_length(data, "x", chunk=7) == len(img.to_bytes()) + 5
     with pytest.raises(NiftiError, match="x: truncated or corrupt"):
         gzip_length(data[:-12], "x", chunk=7)
+
+
+def _with_extension() -> tuple[bytes, int]:
+    img = nib.Nifti1Image(np.zeros((4, 4, 4), dtype=np.int16), np.eye(4))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"c" * 400))
+    whole = img.to_bytes()
+    return whole, int(struct.unpack("<f", whole[108:112])[0])
+
+
+def test_image_head_reads_across_gzip_members() -> None:
+    """A multi-member stream (as gzip and nibabel read it) gives the whole header."""
+    from bids2hub.nifti import image_head
+
+    whole, offset = _with_extension()
+    two = gzip.compress(whole[:600], mtime=0) + gzip.compress(whole[600:], mtime=0)
+    assert offset > 600 and gzip.decompress(two) == whole
+    assert image_head(memoryview(two), "two.nii.gz") == whole[:offset]
+
+
+def test_image_head_of_a_stream_cut_before_the_voxels_is_an_error() -> None:
+    from bids2hub.nifti import image_head
+
+    whole, offset = _with_extension()
+    cut = gzip.compress(whole, mtime=0)
+    stream = _gzip_prefix(cut, offset - 100)
+    with pytest.raises(NiftiError, match=r"cut\.nii\.gz: the gzip stream ends before the voxels"):
+        image_head(stream, "cut.nii.gz")
+
+
+def _gzip_prefix(gz: bytes, n: int) -> bytes:
+    """The shortest prefix of a gzip stream that inflates to at least ``n`` bytes."""
+    import zlib
+
+    for end in range(20, len(gz)):
+        if len(zlib.decompressobj(wbits=31).decompress(gz[:end])) >= n:
+            return gz[:end]
+    raise AssertionError("stream too short")

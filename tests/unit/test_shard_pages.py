@@ -6,6 +6,7 @@ import hashlib
 import mmap
 import struct
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -151,15 +152,62 @@ def test_pages_disagreeing_with_the_path_leaf_are_an_error(
         read_cells(shard, pf.metadata, "many", True)
 
 
-def test_page_value_count_beyond_its_levels_is_an_error(tmp_path: Path) -> None:
+def _stream_leaf(tmp_path: Path, leaf: str) -> tuple[Path, Any, Any, bytearray]:
+    """A stream-written shard, its metadata, one leaf's column chunk and the file's bytes."""
     shard = _write(tmp_path / "s.parquet", "stream")
     pf = pq.ParquetFile(shard)
-    col = pf.metadata.row_group(0).column(2)  # one.bytes: a page of one value
-    assert col.path_in_schema == "one.bytes"
-    data = bytearray(shard.read_bytes())
+    rg = pf.metadata.row_group(0)
+    [col] = [rg.column(i) for i in range(rg.num_columns) if rg.column(i).path_in_schema == leaf]
+    return shard, pf.metadata, col, bytearray(shard.read_bytes())
+
+
+def test_page_value_count_beyond_its_levels_is_an_error(tmp_path: Path) -> None:
+    shard, metadata, col, data = _stream_leaf(tmp_path, "one.bytes")  # a page of one value
     # data_page_header (struct field 5), its num_values (field 1, i32 zigzag 1 -> 0x02)
     at = bytes(data).index(b"\x2c\x15\x02", col.data_page_offset) + 2
     data[at] = 0x04  # num_values 2, the page's levels hold 1
     shard.write_bytes(bytes(data))
     with pytest.raises(PageError, match="levels end before their count"):
-        read_binary_leaf(shard, pf.metadata, "one.bytes", (2, 0))
+        read_binary_leaf(shard, metadata, "one.bytes", (2, 0))
+
+
+def _page_header_at(data: bytes, col: Any) -> int:
+    """Where the page's data_page_header field begins (its compact field header)."""
+    # Field 5, a struct (compact type 12), two ids after compressed_page_size: 0x2c;
+    # the stream writer writes no field in between.
+    at = data.index(b"\x2c", col.data_page_offset)
+    assert at - col.data_page_offset < 16
+    return at
+
+
+def test_page_header_field_of_another_type_is_an_error(tmp_path: Path) -> None:
+    """A flipped type nibble (field 5 read as an i32, not a struct) is a broken shard."""
+    shard, metadata, col, data = _stream_leaf(tmp_path, "one.bytes")
+    data[_page_header_at(bytes(data), col)] = 0x25  # field 5, type i32
+    shard.write_bytes(bytes(data))
+    with pytest.raises(PageError, match=r"field 5 has thrift type 5, not 12"):
+        read_binary_leaf(shard, metadata, "one.bytes", (2, 0))
+
+
+def test_run_longer_than_the_page_is_an_error_not_a_stall(tmp_path: Path) -> None:
+    """An RLE run of 2**55 levels is refused before it is expanded."""
+    shard, metadata, col, data = _stream_leaf(tmp_path, "one.bytes")
+    # v1 page: [u32 length][levels], the one run of one.bytes' definition levels is
+    # header varint 2 (run of 1), value 2; make the run 2**55 long.
+    head = _page_header_at(bytes(data), col)
+    at = bytes(data).index(b"\x02\x00\x00\x00\x02\x02", head) + 4
+    run = bytes([0x80] * 8 + [0x01])  # varint 2**56: an RLE run of 2**55
+    data[at : at + 1] = run
+    data[at - 4 : at] = struct.pack("<I", 2 + len(run) - 1)
+    shard.write_bytes(bytes(data))
+    with pytest.raises(PageError, match="past their count"):
+        read_binary_leaf(shard, metadata, "one.bytes", (2, 0))
+
+
+def test_path_leaf_pyarrow_cannot_read_is_a_page_error(tmp_path: Path) -> None:
+    """The path leaf goes through pyarrow: its errors come back as the column's PageError."""
+    shard, metadata, col, data = _stream_leaf(tmp_path, "one.path")
+    data[col.data_page_offset : col.data_page_offset + 4] = b"\xff" * 4
+    shard.write_bytes(bytes(data))
+    with pytest.raises(PageError, match=r"pyarrow cannot read 'one\.path'"):
+        read_cells(shard, metadata, "one", False)

@@ -96,6 +96,27 @@ def test_unreadable_shard_is_a_failure(arc_tree_ro: Path, tmp_path: Path) -> Non
     assert fail["file"] == "bad.parquet" and "cannot be read as parquet" in fail["message"]
 
 
+def test_broken_path_leaf_fails_its_column(arc_tree_ro: Path, tmp_path: Path) -> None:
+    """A page pyarrow cannot read is the column's failure, and the other columns are checked."""
+    import pyarrow.parquet as pq
+
+    manifest, cmap, ses, shard = _setup(arc_tree_ro, tmp_path, "M2112")
+    session = check_session(manifest, cmap, "M2112", ses)
+    rg = pq.ParquetFile(shard).metadata.row_group(0)
+    [col] = [
+        rg.column(i)
+        for i in range(rg.num_columns)
+        if rg.column(i).path_in_schema == "t1w.list.element.path"
+    ]
+    data = bytearray(shard.read_bytes())
+    data[col.data_page_offset : col.data_page_offset + 4] = b"\xff" * 4
+    shard.write_bytes(bytes(data))
+    result = check_shard(shard, manifest, cmap, "M2112", ses, session)
+    [fail] = [f for f in result["failures"] if f["check"] == "round_trip"]
+    assert "column 't1w': pyarrow cannot read 't1w.list.element.path'" in fail["message"]
+    assert result["checked"]["columns_decoded"] >= 9  # the rest still read and decoded
+
+
 @pytest.mark.parametrize("decode", [True, False])
 def test_decode_is_optional(arc_tree_ro: Path, tmp_path: Path, decode: bool) -> None:
     manifest, cmap, ses, shard = _setup(arc_tree_ro, tmp_path, "M2105")

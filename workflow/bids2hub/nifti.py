@@ -115,18 +115,27 @@ def image_head(data: memoryview | bytes, name: str) -> bytes:
         The header is unreadable (see :func:`parse_header`) or the stream breaks before
         the voxels.
     """
-    need = max(parse_header(data, name).vox_offset, _HEADER_BYTES)
+    voxels = parse_header(data, name).vox_offset
+    need = max(voxels, _HEADER_BYTES)
     if bytes(data[:2]) != _GZIP_MAGIC:
         return bytes(data[:need])
     dec = zlib.decompressobj(wbits=31)
     out = bytearray()
+    at, pending = 0, b""
     try:
-        for at in range(0, len(data), 1 << 16):
-            out += dec.decompress(data[at : at + (1 << 16)], need - len(out))
-            if len(out) >= need:
-                break
+        while len(out) < need:
+            if not pending:
+                if at >= len(data):
+                    break
+                pending, at = bytes(data[at : at + (1 << 16)]), at + (1 << 16)
+            out += dec.decompress(pending, need - len(out))
+            pending = dec.unconsumed_tail
+            if dec.eof:  # a multi-member stream (gzip.decompress reads them all)
+                pending, dec = dec.unused_data, zlib.decompressobj(wbits=31)
     except zlib.error as exc:
         raise NiftiError(f"{name}: not a readable gzip stream ({exc})") from None
+    if len(out) < voxels:
+        raise NiftiError(f"{name}: the gzip stream ends before the voxels")
     return bytes(out)
 
 

@@ -37,7 +37,11 @@ def binary_views(arr: pa.Array) -> list[memoryview | None]:
 
 def _row_structs(column: pa.ChunkedArray, is_list: bool) -> pa.StructArray | None:
     """A one-row column's structs (a list column's whole list), or None when the row is null."""
-    row = next(c for c in column.chunks if len(c))
+    row = next((c for c in column.chunks if len(c)), None)
+    if row is None:
+        from bids2hub.shards.pages import PageError
+
+        raise PageError("pyarrow reads no row")
     if not row.is_valid()[0].as_py():
         return None
     return row.flatten() if is_list else row  # a list's values, offsets applied
@@ -78,8 +82,11 @@ def read_cells(shard: Path, metadata: Any, name: str, is_list: bool) -> list[Cel
     prefix = f"{name}.list.element" if is_list else name
 
     def read(leaf: str) -> pa.ChunkedArray:
-        with pa.memory_map(str(shard)) as source:
-            return pq.ParquetFile(source, metadata=metadata).read(columns=[leaf]).column(0)
+        try:
+            with pa.memory_map(str(shard)) as source:
+                return pq.ParquetFile(source, metadata=metadata).read(columns=[leaf]).column(0)
+        except (OSError, pa.ArrowException) as exc:
+            raise PageError(f"pyarrow cannot read '{leaf}' ({exc})") from None
 
     max_def, max_rep = _LEVELS[is_list]
     try:
@@ -88,6 +95,7 @@ def read_cells(shard: Path, metadata: Any, name: str, is_list: bool) -> list[Cel
         return nifti_cells(read(name), is_list)
     structs = _row_structs(read(f"{prefix}.path"), is_list)
     paths = [] if structs is None else structs.flatten()[0].to_pylist()
+    valid = [] if structs is None else structs.is_valid().to_pylist()
     if leaf.reps[:1] != [0] or any(r != max_rep for r in leaf.reps[1:]):
         raise PageError("its pages hold more than one row")
     # An element exists from the level of the list's repeated group (a lone struct: the
@@ -96,6 +104,8 @@ def read_cells(shard: Path, metadata: Any, name: str, is_list: bool) -> list[Cel
     defs = [] if len(leaf.defs) == 1 and leaf.defs[0] < first else leaf.defs
     if len(defs) != len(paths) or any(d < first for d in defs):
         raise PageError(f"its pages hold {len(defs)} element(s), pyarrow reads {len(paths)}")
+    if is_list and [d > first for d in defs] != valid:
+        raise PageError("its bytes and path leaves disagree on which elements are null")
     values = iter(leaf.values)
     return [(next(values) if d == max_def else None, p) for d, p in zip(defs, paths, strict=True)]
 

@@ -25,6 +25,8 @@ from bids2hub.errors import BidsError
 _DATA_PAGE, _DATA_PAGE_V2 = 0, 3
 _PLAIN, _RLE = 0, 3
 _UNCOMPRESSED = "UNCOMPRESSED"
+_I32, _STRUCT = 5, 12  # thrift compact types of the header fields read below
+_MAX_DEPTH = 64  # nesting pyarrow's thrift accepts
 
 
 class PageError(BidsError):
@@ -38,12 +40,30 @@ class Unsupported(Exception):
 # ---------------------------------------------------------------- thrift compact
 
 
+class _Struct(dict[int, Any]):
+    """A decoded struct: ``{field id: value}``, with each field's thrift type in ``types``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.types: dict[int, int] = {}
+
+
+def _field(s: Any, fid: int, ftype: int) -> Any:
+    """Required field ``fid`` of a decoded struct, of thrift type ``ftype`` (as pyarrow has it)."""
+    if not isinstance(s, _Struct) or fid not in s:
+        raise PageError(f"page header lacks field {fid}")
+    if s.types[fid] != ftype:
+        raise PageError(f"page header field {fid} has thrift type {s.types[fid]}, not {ftype}")
+    return s[fid]
+
+
 class _Reader:
     """Thrift compact-protocol decoder of one struct into ``{field id: value}``."""
 
     def __init__(self, buf: memoryview, pos: int) -> None:
         self.buf = buf
         self.pos = pos
+        self.depth = 0
 
     def _byte(self) -> int:
         if self.pos >= len(self.buf):
@@ -76,6 +96,8 @@ class _Reader:
             return self._int()
         if ftype == 7:
             self.pos += 8
+            if self.pos > len(self.buf):
+                raise PageError("page header runs past the column chunk")
             return None
         if ftype == 8:
             n = self.varint()
@@ -87,31 +109,44 @@ class _Reader:
             head = self._byte()
             size = head >> 4 if head >> 4 != 15 else self.varint()
             etype = head & 0x0F
-            if etype in (1, 2):  # booleans in a list: one byte each
-                return [self._byte() == 1 for _ in range(size)]
-            return [self._value(etype) for _ in range(size)]
+            if size > len(self.buf) - self.pos:  # every element takes a byte at least
+                raise PageError("page header runs past the column chunk")
+            return [self._element(etype) for _ in range(size)]
         if ftype == 11:
             size = self.varint()
             if size:
                 kinds = self._byte()
+                if 2 * size > len(self.buf) - self.pos:
+                    raise PageError("page header runs past the column chunk")
                 for _ in range(size):
-                    self._value(kinds >> 4)
-                    self._value(kinds & 0x0F)
+                    self._element(kinds >> 4)
+                    self._element(kinds & 0x0F)
             return None
         if ftype == 12:
             return self.struct()
         raise PageError(f"page header has an unknown thrift type {ftype}")
 
-    def struct(self) -> dict[int, Any]:
-        fields: dict[int, Any] = {}
+    def _element(self, etype: int) -> Any:
+        """A list's or map's element: a boolean there is a byte of its own."""
+        if etype in (1, 2):
+            return self._byte() == 1
+        return self._value(etype)
+
+    def struct(self) -> _Struct:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise PageError("page header nests too deep")
+        fields = _Struct()
         last = 0
         while True:
             head = self._byte()
             if head == 0:
+                self.depth -= 1
                 return fields
             ftype = head & 0x0F
             last = last + (head >> 4) if head >> 4 else self._int()
             fields[last] = self._value(ftype)
+            fields.types[last] = ftype
 
 
 # ---------------------------------------------------------------- levels
@@ -130,19 +165,22 @@ def _levels(buf: memoryview, count: int, max_level: int) -> list[int]:
         except PageError:
             raise PageError("levels end before their count") from None
         pos = r.pos
+        left = count - len(out)
         if header & 1:  # bit-packed: (header >> 1) groups of 8 values, LSB first
-            n = (header >> 1) * 8
-            raw = int.from_bytes(buf[pos : pos + (header >> 1) * width], "little")
+            if pos + (header >> 1) * width > len(buf):
+                raise PageError("levels end before their count")
+            n = min((header >> 1) * 8, left)  # the last group's padding is not decoded
+            raw = int.from_bytes(buf[pos : pos + (n * width + 7) // 8], "little")
             pos += (header >> 1) * width
             out += [(raw >> (i * width)) & ((1 << width) - 1) for i in range(n)]
         else:
             if pos + nbytes > len(buf):
                 raise PageError("levels end before their count")
+            if not header >> 1 or header >> 1 > left:
+                raise PageError("levels hold an empty run or one past their count")
             value = int.from_bytes(buf[pos : pos + nbytes], "little")
             pos += nbytes
             out += [value] * (header >> 1)
-            if not header >> 1:
-                raise PageError("levels hold an empty run")
     if pos > len(buf) or any(v > max_level for v in out[:count]):
         raise PageError("levels are out of range")
     return out[:count]
@@ -174,19 +212,20 @@ def _page(chunk: memoryview, pos: int, max_def: int, max_rep: int, leaf: LeafVal
     """Decode the page at ``pos`` into ``leaf``; return the position of the next one."""
     r = _Reader(chunk, pos)
     header = r.struct()
-    ptype, size = header.get(1), header.get(3)
+    ptype, size = _field(header, 1, _I32), _field(header, 3, _I32)
     if ptype not in (_DATA_PAGE, _DATA_PAGE_V2):
         raise Unsupported(f"page type {ptype}")
-    if not isinstance(size, int) or size < 0 or header.get(2) != size:
+    if size < 0 or _field(header, 2, _I32) != size:
         raise PageError(f"page at byte {pos} has sizes {header.get(2)}/{size}")
     start, end = r.pos, r.pos + size
     if end > len(chunk):
         raise PageError(f"page at byte {pos} runs past the column chunk")
     page = chunk[start:end]
     if ptype == _DATA_PAGE:
-        info = header.get(5) or {}
-        count, encoding = info.get(1), info.get(2)
-        if (max_rep and info.get(4) != _RLE) or (max_def and info.get(3) != _RLE):
+        info = _field(header, 5, _STRUCT)
+        count, encoding = _field(info, 1, _I32), _field(info, 2, _I32)
+        rep_enc, def_enc = _field(info, 4, _I32), _field(info, 3, _I32)
+        if (max_rep and rep_enc != _RLE) or (max_def and def_enc != _RLE):
             raise Unsupported("levels not RLE-encoded")
         at = 0
         reps = defs = memoryview(b"")
@@ -195,16 +234,18 @@ def _page(chunk: memoryview, pos: int, max_def: int, max_rep: int, leaf: LeafVal
         if max_def:
             defs, at = _prefixed(page, at)
     else:
-        info = header.get(8) or {}
-        count, encoding = info.get(1), info.get(4)
+        info = _field(header, 8, _STRUCT)
+        count, encoding = _field(info, 1, _I32), _field(info, 4, _I32)
+        if _field(info, 2, _I32) < 0 or _field(info, 3, _I32) < 0:
+            raise PageError(f"page at byte {pos} has a negative null or row count")
         # (is_compressed is moot: the chunk's codec is UNCOMPRESSED, checked by the caller)
-        nrep, ndef = info.get(6, 0), info.get(5, 0)
-        if nrep + ndef > size:
+        nrep, ndef = _field(info, 6, _I32), _field(info, 5, _I32)
+        if nrep < 0 or ndef < 0 or nrep + ndef > size:
             raise PageError(f"page at byte {pos}: levels longer than the page")
         reps, defs, at = page[:nrep], page[nrep : nrep + ndef], nrep + ndef
     if encoding != _PLAIN:
         raise Unsupported(f"encoding {encoding}")
-    if not isinstance(count, int) or count < 0:
+    if count < 0:
         raise PageError(f"page at byte {pos} has no value count")
     page_defs = _levels(defs, count, max_def) if max_def else [0] * count
     leaf.reps += _levels(reps, count, max_rep) if max_rep else [0] * count
