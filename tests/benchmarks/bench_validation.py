@@ -22,10 +22,19 @@ headers, sha256) and the shard's read-back (``check_shard``: sha256 of every
 cell, list alignment, with and without the ``datasets`` decode of each column's
 smallest cell). Medians are printed with the ratios the issue asks for
 (source check >= 0.8x the best inflate, read-back >= 0.5x sha256 of the same
-bytes) and the load average during the run. Usage::
+bytes) and the load average during the run.
+
+``--fold`` decides whether the source check belongs in the shard writer's read: on
+the same session, with the source files dropped from the page cache before each
+step (``posix_fadvise(DONTNEED)``, as on a node that did not read them), it times
+the writer alone, the source check alone, the two one after the other (today's two
+jobs) and the two at once in one process (the check in a worker thread reading
+while the writer reads), plus the fresh-process start-up a separate check job pays.
+Usage::
 
     python tests/benchmarks/bench_validation.py [--subjects N] [--cores 2] [--workdir DIR]
     python tests/benchmarks/bench_validation.py --limits [--size-gb 0.3] [--repeats 5]
+    python tests/benchmarks/bench_validation.py --fold [--size-gb 0.3] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -195,6 +204,94 @@ def limits(work: Path, size_gb: float, repeats: int) -> None:
         print(f"{label:44} {x:6.2f}x  goal >= {goal}x  {'PASS' if x >= goal else 'FAIL'}")
 
 
+def _drop_cache(paths: list[Path]) -> None:
+    """Evict files' clean pages from the page cache (the next read goes to the disk)."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _cpu_timed(fn: Any) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, every thread) of ``fn()``."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def fold(work: Path, size_gb: float, repeats: int) -> None:
+    """The source check in the writer's read, or in a job of its own: cold-cache times."""
+    import threading
+
+    from bench_shards import generate_dataset
+    from bids2hub.shards.writer import write_shard
+
+    root = work / "bids"
+    if not (root / "participants.tsv").exists():
+        generate_dataset(root, size_gb, 1, seed=7)
+    manifest, _ = load_index(root, work / "index" / "manifest.parquet")
+    cmap = load_map(REPO / "config" / "datasets" / "ds004884.yaml")
+    ((sub, ses),) = manifest.shard_keys()
+    every = [manifest.absolute(r) for r in manifest.files_for(sub, ses)]
+    all_bytes = sum(p.stat().st_size for p in every)
+    people = read_participants(root / "participants.tsv")
+    shard = work / "shard.parquet"
+
+    def write() -> None:
+        write_shard(manifest, cmap, sub, ses, people, shard)
+
+    def check() -> None:
+        if check_session(manifest, cmap, sub, ses)["failures"]:
+            raise SystemExit("source check failed")
+
+    def together() -> None:
+        worker = threading.Thread(target=check)
+        worker.start()
+        write()
+        worker.join()
+
+    def apart() -> None:
+        write()
+        _drop_cache(every)  # the check job of a later subject, on another node
+        check()
+
+    steps = {"writer alone": write, "source check alone": check,
+             "writer, then check (two jobs)": apart,
+             "writer + check thread (one job)": together}  # fmt: skip
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in steps}
+    write()
+    check()  # warm the imports and the code paths
+    load0 = os.getloadavg()[0]
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            _drop_cache(every)
+            runs[name].append(_cpu_timed(fn))
+    load1 = os.getloadavg()[0]
+    _drop_cache(every)
+    warm = statistics.median(_cpu_timed(check)[0] for _ in range(repeats))
+    job_imports = "import bids2hub.cli, bids2hub.validate.sources, bids2hub.index.manifest"
+    start = statistics.median(
+        _timed(subprocess.run, [sys.executable, "-c", job_imports], check=True)[1] for _ in range(3)
+    )
+    print(
+        f"session sub-{sub} ses-{ses}: {len(every)} files, {all_bytes / 1e6:.0f} MB; "
+        f"medians of {repeats}, interleaved, sources cold before each step; load average "
+        f"{load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores"
+    )
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+           for k, v in runs.items()}  # fmt: skip
+    print(f"{'step':36} {'wall s':>8} {'cpu s':>8} {'MB/s':>8}")
+    for name, (w, c) in med.items():
+        print(f"{name:36} {w:8.2f} {c:8.2f} {all_bytes / w / 1e6:8.0f}")
+    print(f"{'source check, sources warm':36} {warm:8.2f}")
+    print(f"{'start of a check job (Python, imports)':36} {start:8.2f}")
+    base, one = med["writer, then check (two jobs)"], med["writer + check thread (one job)"]
+    print(f"one job / two jobs: wall {one[0] / base[0]:.2f}x, cpu {one[1] / base[1]:.2f}x "
+          f"(+ {start:.2f} s of start-up and a scheduler slot saved per check job)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subjects", type=int, default=None, help="first N ARC subjects (all)")
@@ -202,12 +299,13 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--no-snakemake", action="store_true", help="in-process numbers only")
     ap.add_argument("--limits", action="store_true", help="one large session against its limits")
-    ap.add_argument("--size-gb", type=float, default=0.3, help="--limits: size of the session")
-    ap.add_argument("--repeats", type=int, default=5, help="--limits: interleaved repeats")
+    ap.add_argument("--fold", action="store_true", help="the source check in the writer's read")
+    ap.add_argument("--size-gb", type=float, default=0.3, help="--limits/--fold: session size")
+    ap.add_argument("--repeats", type=int, default=5, help="--limits/--fold: interleaved repeats")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-validation-"))
-    if args.limits:
-        limits(work, args.size_gb, args.repeats)
+    if args.limits or args.fold:
+        (fold if args.fold else limits)(work, args.size_gb, args.repeats)
         return
     bids, out = work / "bids", work / "out"
 
