@@ -128,14 +128,9 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def limits(work: Path, size_gb: float, repeats: int) -> None:
-    """One large session: its checks against inflate and sha256 of the same bytes."""
-    import zlib
-
+def _large_session(work: Path, size_gb: float) -> tuple[Any, Any, str, str]:
+    """One generated session of ``size_gb`` (kept across runs): index, map and its keys."""
     from bench_shards import generate_dataset
-    from bids2hub.shards.writer import write_shard
-    from isal import isal_zlib
-    from zlib_ng import zlib_ng
 
     root = work / "bids"
     if not (root / "participants.tsv").exists():
@@ -143,6 +138,19 @@ def limits(work: Path, size_gb: float, repeats: int) -> None:
     manifest, _ = load_index(root, work / "index" / "manifest.parquet")
     cmap = load_map(REPO / "config" / "datasets" / "ds004884.yaml")
     ((sub, ses),) = manifest.shard_keys()
+    return manifest, cmap, sub, ses
+
+
+def limits(work: Path, size_gb: float, repeats: int) -> None:
+    """One large session: its checks against inflate and sha256 of the same bytes."""
+    import zlib
+
+    from bids2hub.shards.writer import write_shard
+    from isal import isal_zlib
+    from zlib_ng import zlib_ng
+
+    manifest, cmap, sub, ses = _large_session(work, size_gb)
+    root = work / "bids"
     records = [r for r in manifest.files_for(sub, ses)]
     images = [manifest.absolute(r) for r in records if r.name.endswith(".nii.gz")]
     every = [manifest.absolute(r) for r in records]
@@ -225,15 +233,10 @@ def fold(work: Path, size_gb: float, repeats: int) -> None:
     """The source check in the writer's read, or in a job of its own: cold-cache times."""
     import threading
 
-    from bench_shards import generate_dataset
     from bids2hub.shards.writer import write_shard
 
+    manifest, cmap, sub, ses = _large_session(work, size_gb)
     root = work / "bids"
-    if not (root / "participants.tsv").exists():
-        generate_dataset(root, size_gb, 1, seed=7)
-    manifest, _ = load_index(root, work / "index" / "manifest.parquet")
-    cmap = load_map(REPO / "config" / "datasets" / "ds004884.yaml")
-    ((sub, ses),) = manifest.shard_keys()
     every = [manifest.absolute(r) for r in manifest.files_for(sub, ses)]
     all_bytes = sum(p.stat().st_size for p in every)
     people = read_participants(root / "participants.tsv")
