@@ -133,7 +133,7 @@ def test_pages_disagreeing_with_the_path_leaf_are_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The list is read twice (bytes leaf here, path leaf by pyarrow); they must agree."""
-    from bids2hub.shards import pages
+    from bids2hub.shards import cells, pages
 
     shard = _write(tmp_path / "s.parquet", "stream")
     pf = pq.ParquetFile(shard)
@@ -147,7 +147,7 @@ def test_pages_disagreeing_with_the_path_leaf_are_an_error(
             leaf.values.pop()
         return leaf
 
-    monkeypatch.setattr(pages, "read_binary_leaf", one_level_short)
+    monkeypatch.setattr(cells, "read_binary_leaf", one_level_short)  # the name cells calls
     with pytest.raises(PageError, match="its pages hold 39 element"):
         read_cells(shard, pf.metadata, "many", True)
 

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from bids2hub.shards.pages import PageError, Unsupported, read_binary_leaf
+
 #: One Nifti cell: a zero-copy view of its bytes (None when null) and its ``path``.
 Cell = tuple[memoryview | None, str | None]
 
@@ -39,8 +41,6 @@ def _row_structs(column: pa.ChunkedArray, is_list: bool) -> pa.StructArray | Non
     """A one-row column's structs (a list column's whole list), or None when the row is null."""
     row = next((c for c in column.chunks if len(c)), None)
     if row is None:
-        from bids2hub.shards.pages import PageError
-
         raise PageError("pyarrow reads no row")
     if not row.is_valid()[0].as_py():
         return None
@@ -76,8 +76,6 @@ def read_cells(shard: Path, metadata: Any, name: str, is_list: bool) -> list[Cel
         message names neither the shard nor the column: the caller does).
     """
     import pyarrow.parquet as pq
-
-    from bids2hub.shards.pages import PageError, Unsupported, read_binary_leaf
 
     prefix = f"{name}.list.element" if is_list else name
 

